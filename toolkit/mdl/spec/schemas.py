@@ -1,0 +1,112 @@
+"""Load the project's JSON Schemas (2020-12) and validate documents against them.
+
+Schemas are the files `schemas/*.schema.json`, each with an `$id` of the form
+`https://mdl.dev/schemas/<name>.schema.json`; they may `$ref` each other by that `$id`.
+Findings name the JSON path where a document fails (`$.layers[0].mediaType`), so callers and the
+conformance suite can check that a document fails for the right reason.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import cache
+
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import best_match
+from referencing import Registry, Resource
+
+from ..errors import SchemaViolationError
+from .resources import schemas_dir
+
+ID_PREFIX = "https://mdl.dev/schemas/"
+
+# Names of the schema documents (file `schemas/<name>.schema.json`).
+DOCKER_CONFIG = "docker-model-config"
+DOCKER_CONFIG_WRITTEN = "docker-model-config-written"
+MODELPACK_CONFIG = "modelpack-config"
+MODELPACK_CONFIG_WRITTEN = "modelpack-config-written"
+DOCKER_MANIFEST = "docker-manifest"
+MODELPACK_MANIFEST = "modelpack-manifest"
+OCI_MANIFEST = "oci-manifest"
+OCI_INDEX = "oci-index"
+FILE_METADATA = "file-metadata"
+MEDIA_TYPES = "media-types"
+
+
+@dataclass(frozen=True)
+class Finding:
+    path: str  # JSON path, "$" for the root
+    message: str
+    keyword: str  # the schema keyword that failed ("enum", "required", ...)
+
+
+def schema_id(name: str) -> str:
+    return f"{ID_PREFIX}{name}.schema.json"
+
+
+@cache
+def _registry() -> Registry:
+    resources = []
+    for path in sorted(schemas_dir().glob("*.schema.json")):
+        with open(path, "rb") as f:
+            doc = json.load(f)
+        resources.append((doc["$id"], Resource.from_contents(doc)))
+    return Registry().with_resources(resources)
+
+
+@cache
+def _validator(name: str) -> Draft202012Validator:
+    resolved = _registry().get_or_retrieve(schema_id(name)).value
+    return Draft202012Validator(resolved.contents, registry=_registry(),
+                                format_checker=Draft202012Validator.FORMAT_CHECKER)
+
+
+def schema(name: str) -> dict:
+    return _validator(name).schema
+
+
+def json_path(parts) -> str:
+    out = "$"
+    for p in parts:
+        out += f"[{p}]" if isinstance(p, int) else f".{p}"
+    return out
+
+
+def validate(document, name: str) -> list[Finding]:
+    """Every way `document` fails schema `name`, deepest cause first for each branch."""
+    findings = []
+    for error in sorted(_validator(name).iter_errors(document), key=lambda e: list(e.absolute_path)):
+        # For oneOf/anyOf failures, report the most relevant sub-error: it has the precise path.
+        cause = best_match([error]) if not error.context else best_match(error.context)
+        findings.append(Finding(json_path(cause.absolute_path), cause.message, str(cause.validator)))
+    return findings
+
+
+def check(document, name: str, what: str) -> None:
+    """Raise SchemaViolationError naming `what` when `document` fails schema `name`."""
+    findings = validate(document, name)
+    if findings:
+        raise SchemaViolationError(what, [(f.path, f.message) for f in findings])
+
+
+def config_schema_for(config_media_type: str, *, written: bool = False) -> str | None:
+    """The schema a config blob of this media type must pass (`written`: the stricter profile mdl writes)."""
+    from . import mediatypes as mt
+
+    if config_media_type in mt.DOCKER_CONFIGS:
+        return DOCKER_CONFIG_WRITTEN if written else DOCKER_CONFIG
+    if config_media_type in mt.MODELPACK_CONFIGS:
+        return MODELPACK_CONFIG_WRITTEN if written else MODELPACK_CONFIG
+    return None
+
+
+def manifest_schema_for(config_media_type: str) -> str | None:
+    """The manifest profile for an artifact whose config has this media type."""
+    from . import mediatypes as mt
+
+    if config_media_type in mt.DOCKER_CONFIGS:
+        return DOCKER_MANIFEST
+    if config_media_type in mt.MODELPACK_CONFIGS:
+        return MODELPACK_MANIFEST
+    return None
