@@ -1,0 +1,50 @@
+"""Shared pytest fixtures: thin wrappers around the generators in `tests/fixtures/models.py`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.fixtures import models
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def tiny_gguf(tmp_path: Path) -> Path:
+    """A single-file tiny llama GGUF (~0.5 MB)."""
+    return models.write_tiny_gguf(tmp_path / "tiny.gguf")[0]
+
+
+@pytest.fixture
+def tiny_gguf_shards(tmp_path: Path) -> list[Path]:
+    """The tiny llama GGUF split in 3 shards, in shard order."""
+    return models.write_tiny_gguf(tmp_path / "tiny.gguf", n_shards=3)
+
+
+@pytest.fixture
+def safetensors_dir(tmp_path: Path) -> Path:
+    """A Hugging Face style directory: 2 safetensors shards, index, config.json, tokenizer.json."""
+    return models.write_safetensors_dir(tmp_path / "model")
+
+
+@pytest.fixture
+def hf_cache_snapshot(tmp_path: Path) -> Path:
+    """A Hugging Face cache snapshot directory whose files are symlinks into ../../blobs."""
+    return models.write_hf_cache_snapshot(tmp_path / "hub")
+
+
+@pytest.fixture
+def tiny_dduf(tmp_path: Path) -> Path:
+    """A small valid DDUF archive."""
+    return models.write_dduf(tmp_path / "tiny.dduf")
+
+
+@pytest.fixture
+def interop_dir() -> Path:
+    """`../shared/interop` beside the repository; the test is skipped when it is absent."""
+    path = (REPO_ROOT / ".." / "shared" / "interop").resolve()
+    if not path.is_dir():
+        pytest.skip(f"interop vectors not present at {path}")
+    return path
