@@ -1,0 +1,124 @@
+"""The `mdl` command as a user runs it: real processes, exit codes, one-line errors, no tracebacks."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.fixtures.models import write_tiny_gguf
+
+
+@pytest.fixture
+def mdl(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k not in ("MDL_DEBUG", "SOURCE_DATE_EPOCH")}
+    env["MDL_HOME"] = str(tmp_path / "home")
+
+    def run(*args: str, extra_env: dict | None = None) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "mdl", *args], capture_output=True, text=True,
+                              env=env | (extra_env or {}), cwd=tmp_path)
+
+    run.home = Path(env["MDL_HOME"])
+    return run
+
+
+@pytest.fixture
+def gguf(tmp_path) -> Path:
+    return write_tiny_gguf(tmp_path / "tiny.gguf")[0]
+
+
+def assert_clean_error(proc, code: int, *fragments: str):
+    assert proc.returncode == code, proc.stderr
+    assert "Traceback" not in proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert lines[0].startswith("error: ")
+    assert len(lines) <= 2 and (len(lines) == 1 or lines[1].startswith("hint: "))
+    for f in fragments:
+        assert f in proc.stderr
+
+
+def test_package_list_inspect_tag_rm_roundtrip(mdl, gguf):
+    # a relative path works
+    p = mdl("package", "--gguf", gguf.name, "--json", "ai/tiny:v1")
+    assert p.returncode == 0, p.stderr
+    out = json.loads(p.stdout)
+    assert out["reference"] == "docker.io/ai/tiny:v1" and out["digest"].startswith("sha256:")
+    digest = out["digest"]
+
+    listing = mdl("list")
+    assert listing.returncode == 0
+    row = next(line for line in listing.stdout.splitlines() if line.startswith("ai/tiny:v1 "))
+    assert digest[7:19] in row and "llama" in row
+
+    js = json.loads(mdl("list", "--json").stdout)
+    assert js[0]["id"] == digest and js[0]["tags"] == ["docker.io/ai/tiny:v1"]
+
+    info = json.loads(mdl("inspect", "--json", digest[7:19]).stdout)
+    assert info["id"] == digest and info["config"]["config"]["format"] == "gguf"
+    man = json.loads(mdl("inspect", "--manifest", "ai/tiny:v1").stdout)
+    assert man["layers"][0]["digest"] == info["config"]["rootfs"]["diff_ids"][0]
+
+    assert mdl("tag", "ai/tiny:v1", "myorg/other:latest").returncode == 0
+    assert mdl("verify", "myorg/other").returncode == 0
+
+    rm_tag = mdl("rm", "ai/tiny:v1")
+    assert rm_tag.returncode == 0 and "Untagged: docker.io/ai/tiny:v1" in rm_tag.stdout
+    assert mdl("inspect", "myorg/other").returncode == 0
+    rm_last = mdl("rm", "myorg/other")
+    assert rm_last.returncode == 0 and f"Deleted: {digest}" in rm_last.stdout
+    assert_clean_error(mdl("inspect", "myorg/other"), 1, "not found")
+
+
+def test_source_date_epoch_makes_builds_reproducible(mdl, gguf):
+    env = {"SOURCE_DATE_EPOCH": "1700000000"}
+    a = mdl("package", "--gguf", str(gguf), "-q", "ai/a", extra_env=env).stdout.strip()
+    b = mdl("package", "--gguf", str(gguf), "-q", "ai/b", extra_env=env).stdout.strip()
+    c = mdl("package", "--gguf", str(gguf), "-q", "--created", "2023-11-14T22:13:20Z", "ai/c").stdout.strip()
+    assert a == b == c and a.startswith("sha256:")
+
+
+@pytest.mark.parametrize("args,code,fragment", [
+    (["package", "--gguf", "absent.gguf", "ai/x"], 1, "absent.gguf: GGUF file not found"),
+    (["package", "ai/x"], 2, "exactly one of"),
+    (["package", "--gguf", "tiny.gguf", "--created", "yesterday", "ai/x"], 2, "RFC 3339"),
+    (["package", "--gguf", "tiny.gguf", "Bad Name!"], 2, "invalid reference"),
+    (["inspect", "ai/absent"], 1, "model ai/absent not found"),
+    (["rm", "ai/absent"], 1, "not found"),
+    (["tag", "ai/absent", "ai/other"], 1, "not found"),
+])
+def test_bad_input_gives_one_line_and_exit_code(mdl, gguf, args, code, fragment):
+    proc = mdl(*args)
+    assert_clean_error(proc, code, fragment)
+    assert not list((mdl.home / "blobs" / "sha256").glob("*")) if (mdl.home / "blobs").exists() else True
+
+
+def test_debug_shows_the_traceback(mdl):
+    proc = mdl("--debug", "inspect", "ai/absent")
+    assert proc.returncode != 0 and "Traceback" in proc.stderr and "ModelNotFoundError" in proc.stderr
+
+
+def test_verify_reports_a_corrupt_blob_with_exit_1(mdl, gguf, tmp_path):
+    import shutil
+
+    copy = tmp_path / "copy.gguf"
+    shutil.copy(gguf, copy)  # a private copy, so corrupting the linked blob leaves the fixture alone
+    digest = json.loads(mdl("package", "--gguf", str(copy), "--json", "ai/tiny").stdout)["digest"]
+    man = json.loads(mdl("inspect", "--manifest", "ai/tiny").stdout)
+    layer = mdl.home / "blobs" / "sha256" / man["layers"][0]["digest"].split(":")[1]
+    os.chmod(layer, 0o644)
+    with open(layer, "r+b") as f:
+        f.seek(100)
+        b = f.read(1)
+        f.seek(100)
+        f.write(bytes([b[0] ^ 0xFF]))
+    proc = mdl("verify", "--json", "ai/tiny")
+    assert proc.returncode == 1
+    report = json.loads(proc.stdout)
+    assert report["ok"] is False
+    [finding] = report["models"][0]["findings"]
+    assert finding["kind"] == "digest-mismatch" and finding["path"] == "$.layers[0]"
+    assert report["models"][0]["digest"] == digest

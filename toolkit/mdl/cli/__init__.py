@@ -1,0 +1,1 @@
+"""The `mdl` command line: parse, call the library, render. No logic lives here."""

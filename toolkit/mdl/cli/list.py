@@ -1,0 +1,22 @@
+"""`mdl list`: the models in the local store, one row per tag, like `docker model ls`."""
+
+from __future__ import annotations
+
+from ..reference import parse_reference
+from ..summary import summarize
+from .common import JSON_OPTION, ago, open_store, print_json, print_table, short_id
+
+
+def command(json_output: bool = JSON_OPTION) -> None:
+    """List the models in the local store."""
+    store = open_store()
+    summaries = [summarize(store, m.digest) for m in store.models()]
+    if json_output:
+        print_json([s.as_dict() | {"config": None} for s in summaries])
+        return
+    rows = []
+    for s in summaries:
+        for name in [parse_reference(t).familiar() for t in s.tags] or ["<none>"]:
+            rows.append([name, s.parameters or "", s.quantization or "", s.architecture or "",
+                         short_id(s.digest), ago(s.created), s.size or ""])
+    print_table(["MODEL NAME", "PARAMETERS", "QUANTIZATION", "ARCHITECTURE", "MODEL ID", "CREATED", "SIZE"], rows)
