@@ -122,3 +122,51 @@ def test_verify_reports_a_corrupt_blob_with_exit_1(mdl, gguf, tmp_path):
     [finding] = report["models"][0]["findings"]
     assert finding["kind"] == "digest-mismatch" and finding["path"] == "$.layers[0]"
     assert report["models"][0]["digest"] == digest
+
+
+def test_truncated_gguf_is_a_format_error(mdl, gguf, tmp_path):
+    cut = tmp_path / "cut.gguf"
+    cut.write_bytes(gguf.read_bytes()[:200])
+    assert_clean_error(mdl("package", "--gguf", str(cut), "ai/cut"), 1, "cut.gguf", "not a valid GGUF file")
+
+
+def test_full_disk_is_one_line_and_leaves_no_blob(tiny_tmpfs, tmp_path, mdl):
+    import numpy as np
+    from gguf import GGUFWriter
+
+    big = tmp_path / "big.gguf"  # 2.4 MiB: larger than the 1 MiB file system the store is on
+    w = GGUFWriter(str(big), "llama")
+    w.add_tensor("token_embd.weight", np.zeros(600_000, np.float32))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    proc = mdl("package", "--gguf", str(big), "ai/big", extra_env={"MDL_HOME": str(tiny_tmpfs / "store")})
+    assert_clean_error(proc, 1, "no space left")
+    blobs = tiny_tmpfs / "store" / "blobs" / "sha256"
+    assert not blobs.exists() or list(blobs.iterdir()) == []
+    ingest = tiny_tmpfs / "store" / "ingest"
+    assert not ingest.exists() or list(ingest.iterdir()) == []
+
+
+def test_unreadable_file_is_reported(tmp_path, gguf, mdl):
+    """A file owned by someone else with mode 0600. Root reads everything, so as root the test drops
+    the capabilities that bypass file permissions (setpriv) rather than pretending."""
+    import shutil
+
+    secret = tmp_path / "secret.gguf"
+    secret.write_bytes(gguf.read_bytes())
+    os.chmod(secret, 0o600)
+    prefix: list[str] = []
+    if os.geteuid() == 0:
+        if not shutil.which("setpriv"):
+            pytest.skip("running as root without setpriv: cannot make a file unreadable")
+        os.chown(secret, 65534, 65534)
+        caps = "-dac_override,-dac_read_search"
+        prefix = ["setpriv", "--bounding-set", caps, "--inh-caps", caps]
+    else:
+        os.chmod(secret, 0)
+    env = {k: v for k, v in os.environ.items() if k != "MDL_DEBUG"} | {"MDL_HOME": str(mdl.home)}
+    proc = subprocess.run([*prefix, sys.executable, "-m", "mdl", "package", "--gguf", str(secret), "ai/secret"],
+                          capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert_clean_error(proc, 1, "secret.gguf", "permission denied")

@@ -573,19 +573,6 @@ def test_disk_full_during_ingest_publishes_nothing(store, monkeypatch):
     assert blob_names(store) == before and ingest_names(store) == []
 
 
-@pytest.fixture
-def tiny_tmpfs(tmp_path):
-    mnt = tmp_path / "tmpfs"
-    mnt.mkdir()
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)], capture_output=True)
-    if r.returncode != 0:
-        pytest.skip("cannot mount a tmpfs here (needs root)")
-    try:
-        yield mnt
-    finally:
-        subprocess.run(["umount", str(mnt)], check=False)
-
-
 def test_disk_full_on_a_real_small_file_system(tiny_tmpfs, tmp_path):
     store = LayoutStore(tiny_tmpfs / "store")
     store.write_blob(b"small")
