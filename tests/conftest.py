@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -63,3 +65,33 @@ def tiny_tmpfs(tmp_path):
         yield mnt
     finally:
         subprocess.run(["umount", str(mnt)], check=False)
+
+
+@pytest.fixture
+def mdl(tmp_path):
+    """Run the real `mdl` command in a process, with its own store (MDL_HOME) and docker config."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("MDL_DEBUG", "SOURCE_DATE_EPOCH", "MDL_REGISTRY_USERNAME", "MDL_REGISTRY_PASSWORD")}
+    env["MDL_HOME"] = str(tmp_path / "home")
+    env["DOCKER_CONFIG"] = str(tmp_path / "docker-config")
+
+    def run(*args: str, extra_env: dict | None = None, input: str | None = None) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "mdl", *args], capture_output=True, text=True,
+                              env=env | (extra_env or {}), cwd=tmp_path, input=input)
+
+    run.home = Path(env["MDL_HOME"])
+    run.env = env
+    return run
+
+
+def assert_clean_error(proc, code: int, *fragments: str):
+    """A user-facing failure: the exit code, no traceback, and stderr ending in one `error: ...` line
+    (and one `hint: ...`); progress lines may come before it."""
+    assert proc.returncode == code, proc.stderr
+    assert "Traceback" not in proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    errors = [i for i, line in enumerate(lines) if line.startswith("error: ")]
+    assert len(errors) == 1, proc.stderr
+    assert lines[errors[0] + 1:] in ([], [lines[-1]]) and (errors[0] == len(lines) - 1 or lines[-1].startswith("hint: "))
+    for f in fragments:
+        assert f in proc.stderr

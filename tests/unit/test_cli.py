@@ -10,35 +10,13 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import assert_clean_error
 from tests.fixtures.models import write_tiny_gguf
-
-
-@pytest.fixture
-def mdl(tmp_path):
-    env = {k: v for k, v in os.environ.items() if k not in ("MDL_DEBUG", "SOURCE_DATE_EPOCH")}
-    env["MDL_HOME"] = str(tmp_path / "home")
-
-    def run(*args: str, extra_env: dict | None = None) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "mdl", *args], capture_output=True, text=True,
-                              env=env | (extra_env or {}), cwd=tmp_path)
-
-    run.home = Path(env["MDL_HOME"])
-    return run
 
 
 @pytest.fixture
 def gguf(tmp_path) -> Path:
     return write_tiny_gguf(tmp_path / "tiny.gguf")[0]
-
-
-def assert_clean_error(proc, code: int, *fragments: str):
-    assert proc.returncode == code, proc.stderr
-    assert "Traceback" not in proc.stderr
-    lines = proc.stderr.strip().splitlines()
-    assert lines[0].startswith("error: ")
-    assert len(lines) <= 2 and (len(lines) == 1 or lines[1].startswith("hint: "))
-    for f in fragments:
-        assert f in proc.stderr
 
 
 def test_package_list_inspect_tag_rm_roundtrip(mdl, gguf):

@@ -172,3 +172,17 @@ class InternalError(MdlError):
     def __init__(self, message: str):
         super().__init__(f"internal error: {message}",
                          "this is a bug in mdl; please report it with the output of --debug")
+
+
+class UnsupportedArtifactError(MdlError):
+    """A manifest that is not a model artifact mdl can read (an image, an unknown config type)."""
+
+    kind = "unsupported-artifact"
+
+    def __init__(self, reference: str, config_media_type: str | None):
+        self.reference = reference
+        self.config_media_type = config_media_type
+        super().__init__(
+            f"{reference} is not a model artifact (config media type {config_media_type or 'missing'})",
+            "mdl reads Docker model artifacts (config v0.1/v0.2) and CNCF ModelPack artifacts",
+        )

@@ -18,7 +18,8 @@ except ImportError:  # pragma: no cover - older typer
     from click import ClickException
 
 from ..errors import InternalError, MdlError
-from . import df, inspect, list as list_cmd, package, prune, rm, tag, verify
+from .common import Settings
+from . import df, inspect, list as list_cmd, load, login, package, prune, pull, push, rm, save, tag, verify
 
 app = typer.Typer(
     name="mdl",
@@ -38,6 +39,12 @@ app.command("rm")(rm.command)
 app.command("prune")(prune.command)
 app.command("df")(df.command)
 app.command("verify")(verify.command)
+app.command("pull")(pull.command)
+app.command("push")(push.command)
+app.command("save")(save.command)
+app.command("load")(load.command)
+app.command("login")(login.login_command)
+app.command("logout")(login.logout_command)
 
 
 @app.callback()
@@ -58,6 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args or os.environ.get("MDL_DEBUG") == "1"
     args = [a for a in args if a != "--debug"]
+    Settings.debug = debug
     try:
         # Outside standalone mode click returns typer.Exit's code instead of raising it.
         result = app(args=args, prog_name="mdl", standalone_mode=False)

@@ -12,6 +12,18 @@ import typer
 from ..content.layout import LayoutStore
 
 JSON_OPTION = typer.Option(False, "--json", help="Print machine-readable JSON.")
+QUIET_OPTION = typer.Option(False, "--quiet", "-q", help="Print only the result.")
+
+
+class Settings:
+    """Resolved once by `main()` from the command line and environment."""
+
+    debug = False
+
+
+def debug_log(line: str) -> None:
+    if Settings.debug:
+        print(f"debug: {line}", file=sys.stderr, flush=True)
 
 
 def open_store() -> LayoutStore:

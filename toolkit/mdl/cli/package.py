@@ -12,6 +12,8 @@ from ..formats.units import format_binary_size
 from ..package import PackageRequest, package
 from ..reference import parse_reference
 from .common import JSON_OPTION, open_store, print_json, short_id
+from .push import push_and_report
+from .remote import CA_FILE, CHUNK_SIZE, CONCURRENCY, PLAIN_HTTP, RemoteOptions
 
 
 def command(
@@ -28,10 +30,15 @@ def command(
     created: str = typer.Option(None, "--created",
                                 help="Creation time (RFC 3339) for a reproducible build; "
                                      "SOURCE_DATE_EPOCH works too."),
+    push: bool = typer.Option(False, "--push", help="Push TARGET to its registry after packaging."),
+    plain_http: bool = PLAIN_HTTP,
+    ca_file: str = CA_FILE,
+    concurrency: int = CONCURRENCY,
+    chunk_size: int = CHUNK_SIZE,
     json_output: bool = JSON_OPTION,
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only the model's digest."),
 ) -> None:
-    """Package a model into the local store."""
+    """Package a model into the local store (and push it with --push)."""
     request = PackageRequest(
         gguf=gguf, safetensors_dir=safetensors_dir, dduf=dduf, from_ref=from_ref,
         licenses=list(licenses or []), chat_template=chat_template, mmproj=mmproj,
@@ -40,7 +47,12 @@ def command(
     ref = parse_reference(target)
     if ref.digest:
         raise UsageError(f"cannot package into a digest reference: {target}", "give a name and tag, e.g. org/model:v1")
-    result = package(open_store(), request, ref)
+    store = open_store()
+    result = package(store, request, ref)
+    if push:
+        push_and_report(store, result.digest, ref, RemoteOptions(plain_http, ca_file, concurrency, chunk_size),
+                        json_output, quiet)
+        return
     if json_output:
         print_json({"reference": result.reference, "digest": result.digest, "id": short_id(result.digest),
                     "layers": len(result.manifest.layers), "size": result.size, "previous": result.previous})

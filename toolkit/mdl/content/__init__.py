@@ -11,10 +11,12 @@ from .layout import (
     ModelRecord,
     PruneResult,
     RemovalResult,
+    ResumableWriter,
 )
 
 __all__ = [
     "BlobMissingError", "BlobWriter", "Descriptor", "DiskUsage", "IndexEntry", "InvalidDigestError",
-    "LayoutStore", "Manifest", "ModelRecord", "PruneResult", "RemovalResult", "digest_hex", "hash_file",
+    "LayoutStore", "Manifest", "ModelRecord", "PruneResult", "RemovalResult", "ResumableWriter", "digest_hex",
+    "hash_file",
     "sha256_bytes", "validate_digest",
 ]

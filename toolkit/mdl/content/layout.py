@@ -9,6 +9,8 @@ On disk, under the store root (`$MDL_HOME`, else `$XDG_DATA_HOME/mdl`, else `~/.
       gc.lock                 flock'ed shared by writers (`writing()`), exclusively by `prune()`
       blobs/sha256/<hex>      content-addressed blobs: manifests, configs, layers (read-only, 0444)
       ingest/<random>.part    blobs being written; each flock'ed by its writer while it lives
+      ingest/sha256-<hex>.part  a resumable download of blob sha256:<hex> (`resumable_ingest`): kept
+                              when the copy is interrupted, so the next pull resumes from its size
 
 `index.json` entries are manifest descriptors. A tagged model has one entry per tag, the tag in the
 `org.opencontainers.image.ref.name` annotation as a normalized reference (`docker.io/ai/tiny:latest`,
@@ -29,6 +31,9 @@ Consistency rules:
   Writers hold `gc.lock` shared (`writing()`) from their first blob until their tag is written, so
   `prune` never deletes a blob that is published but not yet referenced.
 - Nothing is held in memory in proportion to a blob: blobs are streamed through a 1 MiB buffer.
+- A resumable ingest file is named by the digest it must hash to and flock'ed by its one writer; a
+  second writer of the same blob waits for the lock, then finds the blob published (or resumes the
+  partial file). Nobody holds the lock of an abandoned download, so `prune` deletes it as stale.
 """
 
 from __future__ import annotations
@@ -353,6 +358,203 @@ def _unlink_quiet(path: Path) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
+# resumable blob writer
+
+
+class ResumableWriter:
+    """A download of one known blob into `ingest/sha256-<hex>.part`, resumable across runs.
+
+    `store.resumable_ingest(desc)` opens the partial file (creating it) and waits for its exclusive
+    flock: a second writer of the same blob, in this process or another, blocks until the first one
+    commits (then it finds the blob published: `exists`) or gives up (then it resumes the partial file).
+
+    - `exists`: the blob is in the store already; write nothing, `commit()` returns at once.
+    - `offset`: bytes already in the partial file; ask the source to start there, or `restart()`.
+    - `write(data)` appends. The hash covers the partial bytes found on opening (re-read once, lazily,
+      so a `restart()` costs no read) and everything appended since, so `commit()` checks the whole file.
+    - `commit()` checks size and digest against the descriptor, then publishes the file read-only (0444)
+      under `blobs/sha256/<hex>`. A blob longer than its descriptor, or one whose bytes hash to another
+      digest, is DigestMismatchError and its partial file is deleted, so the next run starts over; a
+      file that is only shorter is kept (the source stopped early; a later run resumes it).
+    - Leaving without commit keeps the partial file for the next run (unlike `ingest()`); `prune`
+      deletes partial files nobody holds, i.e. abandoned downloads.
+    - A full disk raises DiskFullError and publishes nothing; the bytes written so far stay for a resume.
+    """
+
+    def __init__(self, store: LayoutStore, digest: str, size: int):
+        self._store = store
+        self.digest = validate_digest(digest)
+        self.size = size
+        self.path = store._ingest / f"{ALGORITHM}-{digest_hex(digest)}.part"
+        self.exists = False
+        self.committed = False
+        self.offset = 0
+        self.resumed_from = 0  # the size of the partial file found on opening
+        self._fd = -1
+        self._hash = hashlib.sha256()
+        self._hashed = 0
+        self._open()
+
+    # -- opening -------------------------------------------------------------------------------------
+
+    def _open_fd(self) -> int:
+        flags = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW
+        try:
+            return os.open(self.path, flags, 0o644)
+        except PermissionError:
+            # left read-only by a commit whose publish failed: ours to reopen
+            try:
+                os.chmod(self.path, 0o644, follow_symlinks=False)
+                return os.open(self.path, flags, 0o644)
+            except OSError as e:
+                raise StoreError(f"cannot open {self.path}: {e.strerror}", "check the store's permissions") from None
+        except OSError as e:
+            if e.errno in _DISK_FULL:
+                raise DiskFullError(self._store.root, self.size) from None
+            raise StoreError(f"cannot open {self.path}: {e.strerror}",
+                             "check the store's permissions; `mdl prune` removes stale downloads") from None
+
+    def _open(self) -> None:
+        if self._store.has_blob(self.digest):
+            self.exists = True
+            return
+        for _ in range(100):
+            fd = self._open_fd()
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)  # waits for another writer of this blob
+                try:
+                    same = os.stat(self.path, follow_symlinks=False).st_ino == os.fstat(fd).st_ino
+                except FileNotFoundError:
+                    same = False
+            except BaseException:
+                os.close(fd)
+                raise
+            if same:
+                break
+            os.close(fd)  # committed, discarded or pruned while we waited: open the name afresh
+        else:
+            raise StoreError(f"cannot lock {self.path}", "another process keeps replacing it; try again")
+        self._fd = fd
+        try:
+            if self._store.has_blob(self.digest):  # the writer we waited for published it
+                self.exists = True
+                self._discard()
+                return
+            self.offset = self.resumed_from = os.fstat(fd).st_size
+            if self.offset > self.size:
+                self.restart()
+            else:
+                os.lseek(fd, self.offset, os.SEEK_SET)
+            self._store._check_space(self.size - self.offset)
+        except BaseException:
+            self._close()
+            raise
+
+    # -- context manager -----------------------------------------------------------------------------
+
+    def __enter__(self) -> ResumableWriter:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._close()  # keeps the partial file for the next run
+
+    # -- writing ---------------------------------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self._fd < 0:
+            raise ValueError("the ResumableWriter is closed")
+
+    def _catch_up(self) -> None:
+        """Hash the partial bytes found on opening (one read pass, one reused buffer)."""
+        if self._hashed >= self.offset:
+            return
+        buf = bytearray(DEFAULT_BUFSIZE)
+        view = memoryview(buf)
+        pos = self._hashed
+        while pos < self.offset:
+            n = os.preadv(self._fd, [view[:min(len(buf), self.offset - pos)]], pos)
+            if n <= 0:
+                break  # shorter than it was: the digest check will fail
+            self._hash.update(view[:n])
+            pos += n
+        self._hashed = pos
+
+    def restart(self) -> None:
+        """Drop the partial bytes: the source could not start at `offset`."""
+        self._check_open()
+        try:
+            os.ftruncate(self._fd, 0)
+            os.lseek(self._fd, 0, os.SEEK_SET)
+        except OSError as e:
+            raise StoreError(f"cannot truncate {self.path}: {e.strerror}", "check the store's disk") from None
+        self._hash = hashlib.sha256()
+        self._hashed = 0
+        self.offset = 0
+
+    def write(self, data) -> int:
+        self._check_open()
+        with memoryview(data) as view:
+            view = view.cast("B")
+            n = len(view)
+            if self.offset + n > self.size:
+                self._discard()
+                raise DigestMismatchError("blob", self.digest, "(longer than expected)", self.size, self.offset + n)
+            self._catch_up()
+            try:
+                _write_all(self._fd, view)
+            except OSError as e:
+                # What reached the file is a prefix of the stream: a later run resumes after it.
+                self._close()
+                if e.errno in _DISK_FULL:
+                    raise DiskFullError(self._store.root, self.size - self.offset) from None
+                raise StoreError(f"cannot write {self.path}: {e.strerror}", "check the store's disk") from None
+            self._hash.update(view)
+        self.offset += n
+        self._hashed += n
+        return n
+
+    def commit(self) -> str:
+        """Verify the whole file against the descriptor, then publish it; returns the digest."""
+        if self.exists or self.committed:
+            return self.digest
+        self._check_open()
+        self._catch_up()
+        if self.offset < self.size:
+            raise DigestMismatchError("blob", self.digest, "(shorter than expected)", self.size, self.offset)
+        actual = f"{ALGORITHM}:{self._hash.hexdigest()}"
+        if self._hashed != self.size or actual != self.digest:
+            self._discard()
+            raise DigestMismatchError("blob", self.digest, actual, self.size, self._hashed)
+        try:
+            os.fchmod(self._fd, 0o444)
+            os.fsync(self._fd)
+            self._store._publish(self.path, self.digest)
+        except BaseException as e:
+            try:
+                os.fchmod(self._fd, 0o644)
+            except OSError:
+                pass
+            if isinstance(e, OSError):
+                if e.errno in _DISK_FULL:
+                    raise DiskFullError(self._store.root, self.size) from None
+                raise StoreError(f"cannot publish {self.path}: {e.strerror}", "check the store's disk") from None
+            raise
+        self._discard()  # the blob has its own name now; drop the ingest name while still locked
+        self.committed = True
+        return self.digest
+
+    def _discard(self) -> None:
+        """Delete the partial file (we hold its lock) and close."""
+        _unlink_quiet(self.path)
+        self._close()
+
+    def _close(self) -> None:
+        if self._fd >= 0:
+            fd, self._fd = self._fd, -1
+            os.close(fd)  # releases the flock
+
+
+# ---------------------------------------------------------------------------------------------
 # the store
 
 
@@ -487,6 +689,12 @@ class LayoutStore:
     def ingest(self, expected_digest: str | None = None, expected_size: int | None = None) -> BlobWriter:
         self._ensure_layout()
         return BlobWriter(self, expected_digest, expected_size)
+
+    def resumable_ingest(self, desc: Descriptor) -> ResumableWriter:
+        """A resumable, verifying writer of the blob `desc` names (see ResumableWriter); waits while
+        another writer holds the same blob."""
+        self._ensure_layout()
+        return ResumableWriter(self, desc.digest, desc.size)
 
     def write_blob(self, data: bytes, expected_digest: str | None = None) -> tuple[str, int]:
         if expected_digest is not None:

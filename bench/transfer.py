@@ -1,0 +1,206 @@
+"""Benchmark: `mdl push` and `mdl pull` against a loopback registry (Debian's distribution 2.8.2).
+
+Targets (issue: registries), all measured in the same run, medians of --runs:
+- push of a 1 GiB single-layer model: <= 1.1x a raw single-pass streaming upload written with
+  requests (PATCH hashing on the fly, then PUT ?digest=), <= 0.9x `skopeo copy oci:... docker://...`;
+  peak RSS < 64 MiB;
+- pull: <= 1.15x a raw verified GET (4 MiB readinto, hash, write, rename), <= 0.6x
+  `skopeo copy docker://... oci:...`; peak RSS < 64 MiB;
+- a 4-layer model (4 x 256 MiB): `--concurrency 4` measurably faster than `--concurrency 1`.
+Every timed push goes to a fresh repository and skopeo's blob-info cache is cleared before each
+skopeo run, so nothing is skipped or mounted.
+
+    python bench/transfer.py [--size-mib 1024] [--runs 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "bench"))
+sys.path.insert(0, str(REPO))
+from common import OUT, median, mib, python_snippet, run_measured, verdict  # noqa: E402
+from package_gguf import write_big_gguf  # noqa: E402
+
+from tests.integration.registry import start_registry  # noqa: E402
+
+RAW_PUSH = r"""
+import hashlib, sys, requests
+path, base, digest = sys.argv[1], sys.argv[2], sys.argv[3]
+s = requests.Session()
+loc = s.post(f"{base}/blobs/uploads/").headers["Location"]
+h = hashlib.sha256()
+def body():
+    with open(path, "rb", buffering=0) as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+            yield chunk
+r = s.patch(loc, data=body(), headers={"Content-Type": "application/octet-stream"})
+assert r.status_code == 202, r.status_code
+assert "sha256:" + h.hexdigest() == digest
+loc = r.headers["Location"]
+r = s.put(loc + ("&" if "?" in loc else "?") + "digest=" + digest)
+assert r.status_code == 201, r.status_code
+"""
+
+RAW_PULL = r"""
+import hashlib, os, sys, requests
+url, out, digest = sys.argv[1], sys.argv[2], sys.argv[3]
+h = hashlib.sha256()
+buf = bytearray(4 << 20)
+view = memoryview(buf)
+with requests.get(url, stream=True) as r, open(out + ".part", "wb", buffering=0) as f:
+    r.raise_for_status()
+    raw = r.raw
+    while n := raw.readinto(buf):
+        h.update(view[:n])
+        f.write(view[:n])
+assert "sha256:" + h.hexdigest() == digest
+os.rename(out + ".part", out)
+"""
+
+SKOPEO_CACHE = Path("/var/lib/containers/cache/blob-info-cache-v1.boltdb")
+
+
+def mdl(*args: str) -> list[str]:
+    return [sys.executable, "-m", "mdl", *args]
+
+
+def clear_skopeo_cache() -> None:
+    SKOPEO_CACHE.unlink(missing_ok=True)
+    (Path.home() / ".local/share/containers/cache/blob-info-cache-v1.boltdb").unlink(missing_ok=True)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--size-mib", type=int, default=1024)
+    ap.add_argument("--layer-mib", type=int, default=256, help="layer size of the 4-layer model")
+    ap.add_argument("--runs", type=int, default=3)
+    args = ap.parse_args()
+    have_skopeo = shutil.which("skopeo") is not None
+
+    OUT.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=OUT) as tmp:
+        tmp = Path(tmp)
+        reg = start_registry(tmp / "registry")
+        try:
+            run(tmp, reg, args, have_skopeo)
+        finally:
+            reg.stop()
+
+
+def run(tmp: Path, reg, args, have_skopeo: bool) -> None:
+    home = tmp / "store"
+    env = os.environ | {"MDL_HOME": str(home)}
+    model = tmp / "big.gguf"
+    write_big_gguf(model, args.size_mib)
+    run_measured(mdl("package", "--gguf", str(model), "-q", "bench/big:v1"), env=env)
+    manifest = json.loads(subprocess.run(mdl("inspect", "--manifest", "bench/big:v1"), env=env,
+                                         capture_output=True, text=True, check=True).stdout)
+    layer = manifest["layers"][0]
+    size, digest = layer["size"], layer["digest"]
+    blob = home / "blobs" / "sha256" / digest.split(":")[1]
+    counter = itertools.count()
+
+    def fresh_repo(kind: str) -> str:
+        return f"bench/{kind}-{next(counter)}"
+
+    push = {"raw": [], "mdl": [], "skopeo": []}
+    push_rss = []
+    for _ in range(args.runs):
+        repo = fresh_repo("raw")
+        push["raw"].append(run_measured(python_snippet(RAW_PUSH, str(blob), f"{reg.url}/v2/{repo}", digest))[0])
+        wall, rss = run_measured(mdl("push", "-q", "bench/big:v1", f"{reg.host}/{fresh_repo('mdl')}:v1"), env=env)
+        push["mdl"].append(wall)
+        push_rss.append(rss)
+        if have_skopeo:
+            clear_skopeo_cache()
+            push["skopeo"].append(run_measured(
+                ["skopeo", "--insecure-policy", "copy", "-q", "--dest-tls-verify=false",
+                 f"oci:{home}:docker.io/bench/big:v1", f"docker://{reg.host}/{fresh_repo('sk')}:v1"])[0])
+
+    src = f"{reg.host}/bench/mdl-1:v1"  # pushed above
+    pull = {"raw": [], "mdl": [], "skopeo": []}
+    pull_rss = []
+    for i in range(args.runs):
+        out = tmp / f"raw-{i}"
+        pull["raw"].append(run_measured(python_snippet(
+            RAW_PULL, f"{reg.url}/v2/bench/mdl-1/blobs/{digest}", str(out), digest))[0])
+        out.unlink()
+        pull_home = tmp / f"pull-{i}"
+        wall, rss = run_measured(mdl("pull", "-q", src), env=os.environ | {"MDL_HOME": str(pull_home)})
+        pull["mdl"].append(wall)
+        pull_rss.append(rss)
+        shutil.rmtree(pull_home)
+        if have_skopeo:
+            clear_skopeo_cache()
+            dest = tmp / f"sk-{i}"
+            pull["skopeo"].append(run_measured(
+                ["skopeo", "--insecure-policy", "copy", "-q", "--src-tls-verify=false", f"docker://{src}",
+                 f"oci:{dest}:x"])[0])
+            shutil.rmtree(dest)
+
+    print(f"model: one {mib(size)} layer; loopback registry; {args.runs} runs (medians)")
+    report("push", push, push_rss, raw_limit=1.1, skopeo_limit=0.9)
+    report("pull", pull, pull_rss, raw_limit=1.15, skopeo_limit=0.6)
+    concurrency(tmp, reg, args)
+
+
+def report(what: str, times: dict, rss: list[int], raw_limit: float, skopeo_limit: float) -> None:
+    m, r = median(times["mdl"]), median(times["raw"])
+    print(f"{what}: mdl {m:.2f} s, raw requests {r:.2f} s -> {m / r:.2f}x (target <= {raw_limit}x)  "
+          f"{verdict(m / r <= raw_limit)}")
+    if times["skopeo"]:
+        s = median(times["skopeo"])
+        print(f"{what}: skopeo {s:.2f} s -> mdl/skopeo {m / s:.2f}x (target <= {skopeo_limit}x)  "
+              f"{verdict(m / s <= skopeo_limit)}")
+    print(f"{what}: mdl peak RSS {mib(max(rss))} (target < 64 MiB)  {verdict(max(rss) < 64 << 20)}")
+
+
+def write_big_safetensors(path: Path, size: int, seed: int) -> None:
+    """A valid safetensors file holding one U8 tensor of `size` seeded random bytes, streamed."""
+    import struct
+
+    import numpy as np
+
+    header = json.dumps({"w": {"dtype": "U8", "shape": [size], "data_offsets": [0, size]}}).encode()
+    header += b" " * (-len(header) % 8)
+    rng = np.random.default_rng(seed)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(header)) + header)
+        for _ in range(size >> 20):
+            f.write(rng.integers(0, 256, 1 << 20, dtype=np.uint8).tobytes())
+
+
+def concurrency(tmp: Path, reg, args) -> None:
+    """A safetensors model of 4 files of --layer-mib each: pull with --concurrency 1 and 4."""
+    model_dir = tmp / "four"
+    model_dir.mkdir()
+    for i in range(4):
+        write_big_safetensors(model_dir / f"model-0000{i + 1}-of-00004.safetensors", args.layer_mib << 20, seed=i)
+    env = os.environ | {"MDL_HOME": str(tmp / "four-store")}
+    target = f"{reg.host}/bench/four:v1"
+    run_measured(mdl("package", "--safetensors-dir", str(model_dir), "--push", "-q", target), env=env)
+    times = {1: [], 4: []}
+    for i in range(args.runs):
+        for c in (1, 4):
+            home = tmp / f"four-pull-{c}-{i}"
+            times[c].append(run_measured(mdl("pull", "-q", "--concurrency", str(c), target),
+                                         env=os.environ | {"MDL_HOME": str(home)})[0])
+            shutil.rmtree(home)
+    t1, t4 = median(times[1]), median(times[4])
+    print(f"4 x {args.layer_mib} MiB pull: --concurrency 1 {t1:.2f} s, --concurrency 4 {t4:.2f} s -> "
+          f"{t1 / t4:.2f}x faster  {verdict(t4 < t1)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,54 @@
+"""`mdl pull`: a model artifact from a registry into the local store.
+
+The manifest is verified against its digest and checked against the schemas before anything is
+fetched; the config is fetched and checked next; then the layers move in parallel, each verified
+before it becomes visible. The tag is written last, so a failed pull leaves no model behind (blobs
+it added are dropped again; partial downloads stay in ingest/ so the next pull resumes them).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .artifact_check import check_config, check_manifest
+from .content.copy import StoreTarget, copy_model, is_transient
+from .content.layout import LayoutStore
+from .content.transfer import SENT, ModelSource, NoProgress, Progress
+from .reference import Reference
+
+
+@dataclass
+class PullResult:
+    reference: str
+    digest: str
+    size: int  # bytes of config and layers
+    fetched: int  # bytes actually transferred
+    outcomes: dict[str, str] = field(default_factory=dict)  # blob digest -> sent | exists
+
+
+def pull(store: LayoutStore, source: ModelSource, ref: Reference, *, concurrency: int = 4,
+         progress: Progress | None = None) -> PullResult:
+    progress = progress or NoProgress()
+    reference = str(ref)
+    manifest = source.fetch_manifest(ref.digest or ref.tag)
+    check_manifest(manifest, reference)
+    tags = [str(ref.with_tag(ref.tag))] if ref.tag else []
+    target = StoreTarget(store)
+    blobs = manifest.blob_descriptors()
+    try:
+        with store.writing():
+            # The config first, quietly (copy_model reports it as present): it must pass its schema
+            # before any layer is fetched.
+            config_outcome = target.put_blob(manifest.config, source, NoProgress())
+            check_config(manifest, store.read_blob(manifest.config.digest, manifest.config.size), reference)
+            copied = copy_model(source, target, manifest, tags, concurrency=concurrency, progress=progress)
+    except BaseException as e:
+        # An interrupted pull keeps what it verified (and its partial files) for the next run, which
+        # resumes; a pull refused for its content leaves nothing of the model behind.
+        if not (isinstance(e, KeyboardInterrupt) or is_transient(e)):
+            store.discard_unreferenced([manifest.digest, *(d.digest for d in blobs)])
+        raise
+    outcomes = dict(copied.blobs)
+    outcomes[manifest.config.digest] = config_outcome
+    fetched = copied.sent + (manifest.config.size if config_outcome == SENT else 0)
+    return PullResult(reference, manifest.digest, sum(d.size for d in blobs), fetched, outcomes)

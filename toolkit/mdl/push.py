@@ -1,0 +1,58 @@
+"""`mdl push`: a model from the local store to a registry.
+
+What fails the schemas is never pushed. Blobs the registry has are skipped (HEAD), blobs held by
+another repository of the same registry are mounted, the rest are streamed from the store and
+hashed on the way; the manifest goes last, under the target's tag.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .artifact_check import check_config, check_manifest
+from .content.copy import StoreSource, copy_model
+from .content.layout import LayoutStore
+from .content.transfer import BlobTarget, NoProgress, Progress
+from .errors import UsageError
+from .reference import Reference, parse_reference
+
+
+@dataclass
+class PushResult:
+    reference: str  # TARGET@sha256:...
+    digest: str
+    size: int
+    sent: int
+    outcomes: dict[str, str] = field(default_factory=dict)  # blob digest -> sent | exists | mounted
+
+
+def push(store: LayoutStore, target_repo: BlobTarget, source: str, target: Reference, *,
+         concurrency: int = 4, progress: Progress | None = None) -> PushResult:
+    progress = progress or NoProgress()
+    digest = store.resolve(source)
+    if target.digest and target.digest != digest:
+        raise UsageError(f"{target} names digest {target.digest}, but {source} is {digest}",
+                         "push to a tag, or to the model's own digest")
+    manifest = store.manifest(digest)
+    check_manifest(manifest, source)
+    check_config(manifest, store.read_blob(manifest.config.digest, manifest.config.size), source)
+    tags = [target.tag] if target.tag else []
+    copied = copy_model(StoreSource(store), target_repo, manifest, tags, concurrency=concurrency, progress=progress)
+    blobs = manifest.blob_descriptors()
+    return PushResult(f"{target.name}@{digest}", digest, sum(d.size for d in blobs), copied.sent, dict(copied.blobs))
+
+
+def mount_candidates(store: LayoutStore, digest: str, target: Reference) -> list[str]:
+    """Repositories of the target's registry that the store knows hold blobs of this model: the
+    registry can link those blobs (cross-repository mount) instead of receiving them again."""
+    mine = {d.digest for d in store.manifest(digest).blob_descriptors()}
+    repos: list[str] = []
+    for model in store.models():
+        shared = model.digest == digest or mine & {d.digest for d in store.manifest(model.digest).blob_descriptors()}
+        if not shared:
+            continue
+        for tag in model.tags:
+            ref = parse_reference(tag)
+            if ref.registry == target.registry and ref.repository != target.repository and ref.repository not in repos:
+                repos.append(ref.repository)
+    return repos
