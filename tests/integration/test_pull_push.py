@@ -265,3 +265,61 @@ def test_skopeo_copies_what_save_writes_to_a_registry_and_back(mdl, registry, un
     fresh = other_home(mdl, "load")
     assert mdl("load", str(back), "--tag", "ai/back:v1", extra_env=fresh).returncode == 0
     assert json.loads(mdl("inspect", "--json", "ai/back:v1", extra_env=fresh).stdout)["id"] == digest
+
+
+def test_safetensors_v02_round_trip(mdl, registry, unique_repo, tmp_path):
+    from tests.fixtures.models import write_safetensors_dir
+
+    model_dir = write_safetensors_dir(tmp_path / "st", n_shards=2)
+    (model_dir / "nested").mkdir()
+    (model_dir / "nested" / "generation_config.json").write_text("{}")
+    target = f"{registry.host}/{unique_repo}:st"
+    digest = mdl("package", "--safetensors-dir", str(model_dir), "--push", "-q", target).stdout.strip().split("@")[1]
+    fresh = other_home(mdl, "st")
+    assert summary(mdl("pull", "--json", target, extra_env=fresh))["digest"] == digest
+    man = json.loads(mdl("inspect", "--manifest", target, extra_env=fresh).stdout)
+    assert man["config"]["mediaType"] == "application/vnd.docker.ai.model.config.v0.2+json"
+    paths = [layer["annotations"]["org.cncf.model.filepath"] for layer in man["layers"]]
+    assert "nested/generation_config.json" in paths
+
+
+def test_legacy_cnai_artifact_written_by_another_tool_is_accepted(mdl, registry, unique_repo):
+    """A ModelPack artifact in the pre-2025 `vnd.cnai` spelling, pushed by hand as older modctl did."""
+    import hashlib
+
+    import requests
+
+    base = f"http://{registry.host}/v2/{unique_repo}"
+
+    def blob(data: bytes) -> dict:
+        digest = "sha256:" + hashlib.sha256(data).hexdigest()
+        loc = requests.post(f"{base}/blobs/uploads/").headers["Location"]
+        url = loc if loc.startswith("http") else f"http://{registry.host}{loc}"
+        assert requests.put(url + ("&" if "?" in url else "?") + f"digest={digest}", data=data).status_code == 201
+        return {"digest": digest, "size": len(data)}
+
+    weights = b"GGUF" + bytes(60)
+    layer = blob(weights)
+    config = {"descriptor": {"createdAt": "2025-03-01T00:00:00Z", "name": "old"},
+              "config": {"format": "gguf", "paramSize": "1B"},
+              "modelfs": {"type": "layers", "diff_ids": [layer["digest"]]}}
+    cfg = blob(json.dumps(config).encode())
+    manifest = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                "artifactType": "application/vnd.cnai.model.manifest.v1+json",
+                "config": {"mediaType": "application/vnd.cnai.model.config.v1+json", **cfg},
+                "layers": [{"mediaType": "application/vnd.cnai.model.weight.v1.raw", **layer,
+                            "annotations": {"org.cnai.model.filepath": "old.gguf"}}]}
+    raw = json.dumps(manifest).encode()
+    r = requests.put(f"{base}/manifests/old", data=raw,
+                     headers={"Content-Type": "application/vnd.oci.image.manifest.v1+json"})
+    assert r.status_code == 201, r.text
+    got = summary(mdl("pull", "--json", f"{registry.host}/{unique_repo}:old"))
+    assert got["digest"] == "sha256:" + hashlib.sha256(raw).hexdigest()
+    assert mdl("verify", f"{registry.host}/{unique_repo}:old").returncode == 0
+
+
+def test_debug_shows_the_http_exchange(mdl, registry, unique_repo, gguf):
+    target = f"{registry.host}/{unique_repo}:dbg"
+    proc = mdl("--debug", "package", "--gguf", str(gguf), "--push", target)
+    assert proc.returncode == 0, proc.stderr
+    assert "HEAD" in proc.stderr and "/v2/" in proc.stderr and "PUT" in proc.stderr

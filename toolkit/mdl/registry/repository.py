@@ -25,7 +25,10 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import queue
 import re
+import threading
+from collections.abc import Iterator
 from typing import Any, BinaryIO
 
 import requests
@@ -98,7 +101,8 @@ class _Reporter:
 class _Hasher:
     def __init__(self) -> None:
         self.h = hashlib.sha256()
-        self.count = 0
+        self.count = 0  # bytes hashed
+        self.sent = 0  # bytes handed to the connection (streamed uploads)
 
     def update(self, data: Any) -> None:
         self.h.update(data)
@@ -107,6 +111,47 @@ class _Hasher:
     @property
     def digest(self) -> str:
         return "sha256:" + self.h.hexdigest()
+
+
+def _read_ahead(stream: BinaryIO, limit: int, hasher: _Hasher, bufsize: int,
+                failure: list[BaseException]) -> Iterator[memoryview]:
+    """The stream's first `limit` bytes as chunks, read and hashed on a helper thread one chunk
+    ahead of the caller, so hashing overlaps sending (hashlib and socket writes release the GIL).
+    A read error is recorded in `failure` and re-raised to the caller; memory is three buffers."""
+    free: queue.Queue = queue.Queue()
+    ready: queue.Queue = queue.Queue()
+    for _ in range(3):
+        free.put(bytearray(bufsize))
+
+    def produce() -> None:
+        try:
+            while hasher.count < limit:
+                buf = free.get()
+                if buf is None:
+                    return  # the caller stopped early
+                view = memoryview(buf)[: min(bufsize, limit - hasher.count)]
+                n = _readinto(stream, view)
+                if not n:
+                    return
+                hasher.update(view[:n])
+                ready.put((buf, n))
+        except BaseException as e:  # noqa: BLE001 - handed to the consuming thread
+            failure.append(e)
+        finally:
+            ready.put(None)
+
+    worker = threading.Thread(target=produce, name="mdl-upload-reader", daemon=True)
+    worker.start()
+    try:
+        while (item := ready.get()) is not None:
+            buf, n = item
+            yield memoryview(buf)[:n]
+            free.put(buf)
+        if failure:
+            raise failure[0]
+    finally:
+        free.put(None)
+        worker.join()
 
 
 def _readinto(stream: BinaryIO, view: memoryview) -> int:
@@ -444,22 +489,14 @@ class RemoteRepository:
         stream = self._open_source(source, desc, 0)
         failure: list[BaseException] = []
         limit = desc.size + 1  # one byte past the size is enough to know the source is wrong
-        buf = bytearray(max(1 << 20, min(self.buffer_size, max(desc.size, 1) + 1)))
-        view = memoryview(buf)
+        bufsize = max(1 << 20, min(self.buffer_size, max(desc.size, 1) + 1))
 
         def body():
-            while hasher.count < limit:
-                try:
-                    n = _readinto(stream, view[: min(len(view), limit - hasher.count)])
-                except BaseException as e:
-                    failure.append(e)
-                    raise
-                if not n:
-                    return
-                chunk = view[:n]
-                hasher.update(chunk)
-                reporter.at(hasher.count)
+            for chunk in _read_ahead(stream, limit, hasher, bufsize, failure):
+                reporter.at(hasher.sent)
                 yield chunk
+                hasher.sent += len(chunk)
+            reporter.at(hasher.sent)
 
         try:
             resp = self.client.request("PATCH", session[0], scope=self._push, data=body(),
