@@ -148,3 +148,22 @@ def test_unreadable_file_is_reported(tmp_path, gguf, mdl):
     proc = subprocess.run([*prefix, sys.executable, "-m", "mdl", "package", "--gguf", str(secret), "ai/secret"],
                           capture_output=True, text=True, env=env, cwd=tmp_path)
     assert_clean_error(proc, 1, "secret.gguf", "permission denied")
+
+
+def test_df_and_prune(mdl, gguf, tmp_path):
+    import shutil
+
+    copy = tmp_path / "other.gguf"
+    shutil.copy(gguf, copy)
+    assert mdl("package", "--gguf", str(copy), "ai/a").returncode == 0
+    usage = json.loads(mdl("df", "--json").stdout)
+    assert usage["models"] == 1 and usage["blobs"] == 3 and usage["reclaimable_bytes"] == 0
+    stale = mdl.home / "ingest" / "leftover.part"
+    stale.write_bytes(b"x" * 10)  # a partial write whose process died: nobody holds its lock
+    orphan = mdl.home / "blobs" / "sha256" / ("0" * 64)
+    orphan.write_bytes(b"orphan")
+    usage = json.loads(mdl("df", "--json").stdout)
+    assert usage["reclaimable_bytes"] == len(b"orphan") and usage["ingest_bytes"] == 10
+    pruned = json.loads(mdl("prune", "--json").stdout)
+    assert pruned["deleted_blobs"] == ["sha256:" + "0" * 64] and pruned["stale_ingest"] == ["leftover.part"]
+    assert mdl("verify", "ai/a").returncode == 0
