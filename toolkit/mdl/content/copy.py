@@ -26,9 +26,10 @@ from ..reference import parse_reference
 from ..spec import mediatypes as mt
 from .descriptor import INDEX_TYPES, MANIFEST_TYPES, Descriptor, Manifest, load_json_document
 from .layout import LayoutStore
+from .readahead import read_ahead
 from .transfer import EXISTS, SENT, BlobSource, BlobTarget, ModelSource, NoProgress, Progress
 
-COPY_BUFSIZE = 4 << 20  # one reused buffer per transfer (FACTS.md §5: 4 MiB reads are the fast path)
+COPY_BUFSIZE = 1 << 20  # read size; three reads are in flight per transfer (readahead.py)
 MAX_RESUMES = 3  # reopenings of one blob after its stream broke
 MAX_NESTING = 8
 _NESTED_LIMIT = 4 << 20
@@ -331,8 +332,6 @@ class StoreTarget:
         """Stream the blob into `w` from `w.offset` on, reopening the source when the stream breaks."""
         if desc.size == 0:
             return  # nothing to read; commit checks the digest of no bytes
-        buf = bytearray(self.bufsize)
-        view = memoryview(buf)
         failures = 0
         while w.offset < desc.size:
             try:
@@ -349,20 +348,10 @@ class StoreTarget:
                         raise StoreError(f"the source of blob {desc.digest} started at byte {start}, "
                                          f"not at {w.offset} or 0", "this is a bug in the source")
                     w.restart()
-                read = getattr(stream, "readinto", None)
-                while w.offset < desc.size:
-                    if read is not None:
-                        n = read(view)
-                        chunk = view[:n] if n else None
-                    else:
-                        data = stream.read(len(buf))
-                        n = len(data)
-                        chunk = data
-                    if not n:
-                        break
-                    w.write(chunk)
-                    progress.advance(desc, n)
-                else:
+                for chunk in read_ahead(stream, desc.size - w.offset, bufsize=self.bufsize):
+                    w.write(chunk)  # hashes, then writes, while the next chunk arrives
+                    progress.advance(desc, len(chunk))
+                if w.offset >= desc.size:
                     return  # all bytes there; commit checks they are the right ones
                 # EOF before the end: the stream stopped early, which a reopen may fix
                 if failures >= self.max_resumes:

@@ -25,15 +25,13 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import queue
 import re
-import threading
-from collections.abc import Iterator
 from typing import Any, BinaryIO
 
 import requests
 
 from ..content.descriptor import MAX_MANIFEST_SIZE, Descriptor, Manifest
+from ..content.readahead import read_ahead, readinto
 from ..content.transfer import EXISTS, MOUNTED, SENT, BlobSource, NoProgress, Progress
 from ..errors import DigestMismatchError, MdlError, ReferenceFormatError
 from ..reference import NAME_MAX
@@ -53,7 +51,7 @@ _DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 _CONTENT_RANGE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)")
 _UPLOAD_RANGE = re.compile(r"(?:bytes=)?0-(\d+)")
 OCTET_STREAM = "application/octet-stream"
-DEFAULT_BUFFER = 4 << 20
+DEFAULT_BUFFER = 1 << 20  # read size of uploads; three are in flight (content/readahead.py)
 MAX_TAG_PAGES = 10_000
 
 
@@ -111,56 +109,6 @@ class _Hasher:
     @property
     def digest(self) -> str:
         return "sha256:" + self.h.hexdigest()
-
-
-def _read_ahead(stream: BinaryIO, limit: int, hasher: _Hasher, bufsize: int,
-                failure: list[BaseException]) -> Iterator[memoryview]:
-    """The stream's first `limit` bytes as chunks, read and hashed on a helper thread one chunk
-    ahead of the caller, so hashing overlaps sending (hashlib and socket writes release the GIL).
-    A read error is recorded in `failure` and re-raised to the caller; memory is three buffers."""
-    free: queue.Queue = queue.Queue()
-    ready: queue.Queue = queue.Queue()
-    for _ in range(3):
-        free.put(bytearray(bufsize))
-
-    def produce() -> None:
-        try:
-            while hasher.count < limit:
-                buf = free.get()
-                if buf is None:
-                    return  # the caller stopped early
-                view = memoryview(buf)[: min(bufsize, limit - hasher.count)]
-                n = _readinto(stream, view)
-                if not n:
-                    return
-                hasher.update(view[:n])
-                ready.put((buf, n))
-        except BaseException as e:  # noqa: BLE001 - handed to the consuming thread
-            failure.append(e)
-        finally:
-            ready.put(None)
-
-    worker = threading.Thread(target=produce, name="mdl-upload-reader", daemon=True)
-    worker.start()
-    try:
-        while (item := ready.get()) is not None:
-            buf, n = item
-            yield memoryview(buf)[:n]
-            free.put(buf)
-        if failure:
-            raise failure[0]
-    finally:
-        free.put(None)
-        worker.join()
-
-
-def _readinto(stream: BinaryIO, view: memoryview) -> int:
-    readinto = getattr(stream, "readinto", None)
-    if readinto is not None:
-        return readinto(view) or 0
-    data = stream.read(len(view))
-    view[: len(data)] = data
-    return len(data)
 
 
 def _close(stream: Any) -> None:
@@ -492,11 +440,16 @@ class RemoteRepository:
         bufsize = max(1 << 20, min(self.buffer_size, max(desc.size, 1) + 1))
 
         def body():
-            for chunk in _read_ahead(stream, limit, hasher, bufsize, failure):
-                reporter.at(hasher.sent)
-                yield chunk
-                hasher.sent += len(chunk)
-            reporter.at(hasher.sent)
+            try:
+                for chunk in read_ahead(stream, limit, bufsize=bufsize, on_read=hasher.update):
+                    yield chunk
+                    hasher.sent += len(chunk)
+                    reporter.at(hasher.sent)
+            except GeneratorExit:
+                raise  # the connection closed the body: not a source failure
+            except BaseException as e:
+                failure.append(e)  # reading the source failed
+                raise
 
         try:
             resp = self.client.request("PATCH", session[0], scope=self._push, data=body(),
@@ -524,7 +477,7 @@ class RemoteRepository:
         got = 0
         while got < size:
             try:
-                n = _readinto(stream, view[got:])
+                n = readinto(stream, view[got:])
             except BaseException as e:
                 raise _SourceFailed(e) from e
             if not n:
