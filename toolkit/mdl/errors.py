@@ -186,3 +186,16 @@ class UnsupportedArtifactError(MdlError):
             f"{reference} is not a model artifact (config media type {config_media_type or 'missing'})",
             "mdl reads Docker model artifacts (config v0.1/v0.2) and CNCF ModelPack artifacts",
         )
+
+
+class MissingExtraError(MdlError):
+    """An optional dependency (an extra such as `serve`) is not installed."""
+
+    kind = "missing-extra"
+
+    def __init__(self, packages: list[str], extra: str = "serve"):
+        self.packages = packages
+        self.extra = extra
+        verb = "is" if len(packages) == 1 else "are"
+        super().__init__(f"this needs {', '.join(packages)}, which {verb} not installed (the `{extra}` extra)",
+                         f"install it: CMAKE_ARGS=\"-DGGML_NATIVE=OFF\" pip install 'mdl[{extra}]'")

@@ -19,7 +19,7 @@ except ImportError:  # pragma: no cover - older typer
 
 from ..errors import InternalError, MdlError
 from .common import Settings
-from . import df, inspect, list as list_cmd, load, login, package, prune, pull, push, rm, save, tag, verify
+from . import df, inspect, list as list_cmd, load, login, package, prune, pull, push, rm, run, save, serve, tag, verify
 
 app = typer.Typer(
     name="mdl",
@@ -45,6 +45,8 @@ app.command("save")(save.command)
 app.command("load")(load.command)
 app.command("login")(login.login_command)
 app.command("logout")(login.logout_command)
+app.command("run")(run.command)
+app.command("serve")(serve.command)
 
 
 @app.callback()
