@@ -85,11 +85,13 @@ def main() -> None:
     ap.add_argument("--size-mib", type=int, default=1024)
     ap.add_argument("--layer-mib", type=int, default=256, help="layer size of the 4-layer model")
     ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--workdir", type=Path, default=OUT,
+                    help="where the registry, the stores and every copy live (e.g. /dev/shm: no disk in the way)")
     args = ap.parse_args()
     have_skopeo = shutil.which("skopeo") is not None
 
-    OUT.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=OUT) as tmp:
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:
         tmp = Path(tmp)
         reg = start_registry(tmp / "registry")
         try:
@@ -149,7 +151,7 @@ def run(tmp: Path, reg, args, have_skopeo: bool) -> None:
                  f"oci:{dest}:x"])[0])
             shutil.rmtree(dest)
 
-    print(f"model: one {mib(size)} layer; loopback registry; {args.runs} runs (medians)")
+    print(f"model: one {mib(size)} layer; loopback registry; files under {args.workdir}; {args.runs} runs (medians)")
     report("push", push, push_rss, raw_limit=1.1, skopeo_limit=0.9)
     report("pull", pull, pull_rss, raw_limit=1.15, skopeo_limit=0.6)
     concurrency(tmp, reg, args)
