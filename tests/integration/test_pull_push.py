@@ -123,7 +123,7 @@ def test_unreachable_registry_fails_fast(mdl):
     start = time.monotonic()
     proc = mdl("pull", f"127.0.0.1:{free_port()}/org/model:v1")
     assert_clean_error(proc, 1, "127.0.0.1")
-    assert time.monotonic() - start < 12  # the connect timeout (10 s) plus start-up; retries are bounded
+    assert time.monotonic() - start < 15  # the connect timeout (10 s) bounds the retries, plus start-up
 
 
 def _push_raw(registry, repo: str, config_type: str, layer_type: str, tag: str) -> None:

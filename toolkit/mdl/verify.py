@@ -45,13 +45,24 @@ class Report:
         return d
 
 
-def verify_model(store: LayoutStore, digest: str) -> Report:
+class HashCache:
+    """The outcome of hashing each blob once, shared by the checks of many models (`mdl verify --all`):
+    a layer several models share is read once. Keyed by (digest, declared size); `hashed` is every digest
+    whose file was read whole, so a store-wide pass can skip it."""
+
+    def __init__(self) -> None:
+        self.results: dict[tuple[str, int | None], tuple[str, str] | None] = {}
+        self.hashed: set[str] = set()
+        self.corrupt: set[str] = set()  # digests whose file's content does not match the name
+
+
+def verify_model(store: LayoutStore, digest: str, *, cache: HashCache | None = None) -> Report:
     report = Report(digest, store.tags_of(digest))
-    manifest = _check_manifest(store, digest, report)
+    manifest = _check_manifest(store, digest, report, cache)
     if manifest is None:
         return report
-    config = _check_config(store, manifest, report)
-    _check_layers(store, manifest, report)
+    config = _check_config(store, manifest, report, cache)
+    _check_layers(store, manifest, report, cache)
     if config is not None:
         _check_diff_ids(manifest, config, report)
         _check_format_consistency(manifest, config, report)
@@ -59,7 +70,7 @@ def verify_model(store: LayoutStore, digest: str) -> Report:
     return report
 
 
-def _check_manifest(store: LayoutStore, digest: str, report: Report):
+def _check_manifest(store: LayoutStore, digest: str, report: Report, cache: HashCache | None = None):
     if not store.has_blob(digest):
         report.add("blob-missing", "$", f"manifest blob {digest} is missing from the store")
         return None
@@ -67,10 +78,13 @@ def _check_manifest(store: LayoutStore, digest: str, report: Report):
         manifest = store.manifest(digest)
     except DigestMismatchError as e:
         report.add("digest-mismatch", "$", e.message)
+        _record(cache, digest, None, ("digest-mismatch", e.message), corrupt=True)
         return None
     except MdlError as e:
         report.add("manifest-invalid", "$", e.message)
+        _record(cache, digest, None, None, hashed=False)
         return None
+    _record(cache, digest, None, None)
     report.blobs_checked += 1
     report.bytes_checked += len(manifest.raw)
     doc = manifest.as_dict()
@@ -84,9 +98,39 @@ def _check_manifest(store: LayoutStore, digest: str, report: Report):
     return manifest
 
 
-def _check_config(store: LayoutStore, manifest, report: Report):
+def _record(cache: HashCache | None, digest: str, size: int | None, outcome: tuple[str, str] | None, *,
+            corrupt: bool = False, hashed: bool = True) -> None:
+    if cache is None:
+        return
+    cache.results[(digest, size)] = outcome
+    if hashed:
+        cache.hashed.add(digest)
+    if corrupt:
+        cache.corrupt.add(digest)
+
+
+def _corrupt(store: LayoutStore, digest: str, e: DigestMismatchError) -> bool:
+    """Whether the blob file's content does not match its name (not merely its declared size)."""
+    if e.actual.startswith("sha256:"):
+        return True
+    return not _matches_name(store, digest)
+
+
+def _matches_name(store: LayoutStore, digest: str) -> bool:
+    try:
+        with store.open_blob(digest) as f:
+            while f.read(_READ_CHUNK):
+                pass
+    except DigestMismatchError:
+        return False
+    except MdlError:
+        return True  # gone or unreadable: not known to be corrupt
+    return True
+
+
+def _check_config(store: LayoutStore, manifest, report: Report, cache: HashCache | None = None):
     desc = manifest.config
-    raw = _read_small_blob(store, desc.digest, desc.size, "$.config", "config", report)
+    raw = _read_small_blob(store, desc.digest, desc.size, "$.config", "config", report, cache)
     if raw is None:
         return None
     try:
@@ -101,7 +145,8 @@ def _check_config(store: LayoutStore, manifest, report: Report):
     return config
 
 
-def _read_small_blob(store: LayoutStore, digest: str, size: int, path: str, what: str, report: Report):
+def _read_small_blob(store: LayoutStore, digest: str, size: int, path: str, what: str, report: Report,
+                     cache: HashCache | None = None):
     if not store.has_blob(digest):
         report.add("blob-missing", path, f"{what} blob {digest} is missing from the store")
         return None
@@ -109,31 +154,46 @@ def _read_small_blob(store: LayoutStore, digest: str, size: int, path: str, what
         data = store.read_blob(digest, size)
     except DigestMismatchError as e:
         report.add("digest-mismatch", path, e.message)
+        _record(cache, digest, size, ("digest-mismatch", e.message), corrupt=_corrupt(store, digest, e))
         return None
     except MdlError as e:
         report.add("blob-unreadable", path, e.message)
+        _record(cache, digest, size, ("blob-unreadable", e.message), hashed=False)
         return None
+    _record(cache, digest, size, None)
     report.blobs_checked += 1
     report.bytes_checked += len(data)
     return data
 
 
-def _check_layers(store: LayoutStore, manifest, report: Report) -> None:
+def _check_layers(store: LayoutStore, manifest, report: Report, cache: HashCache | None = None) -> None:
     for i, layer in enumerate(manifest.layers):
         path = f"$.layers[{i}]"
         if not store.has_blob(layer.digest):
             report.add("blob-missing", path, f"layer blob {layer.digest} is missing from the store")
             continue
-        try:
-            with store.open_blob(layer.digest, layer.size) as f:
-                while f.read(_READ_CHUNK):
-                    pass
-        except DigestMismatchError as e:
-            report.add("digest-mismatch", path, e.message)
-            continue
-        except OSError as e:
-            report.add("blob-unreadable", path, f"layer blob {layer.digest}: {e.strerror}")
-            continue
+        key = (layer.digest, layer.size)
+        if cache is not None and key in cache.results:
+            outcome = cache.results[key]
+            if outcome is not None:
+                report.add(outcome[0], path, outcome[1])
+                continue
+        else:
+            try:
+                with store.open_blob(layer.digest, layer.size) as f:
+                    while f.read(_READ_CHUNK):
+                        pass
+            except DigestMismatchError as e:
+                report.add("digest-mismatch", path, e.message)
+                _record(cache, layer.digest, layer.size, ("digest-mismatch", e.message),
+                        corrupt=_corrupt(store, layer.digest, e))
+                continue
+            except (OSError, MdlError) as e:
+                msg = f"layer blob {layer.digest}: {getattr(e, 'strerror', None) or e}"
+                report.add("blob-unreadable", path, msg)
+                _record(cache, layer.digest, layer.size, ("blob-unreadable", msg), hashed=False)
+                continue
+            _record(cache, layer.digest, layer.size, None)
         report.blobs_checked += 1
         report.bytes_checked += layer.size
 

@@ -59,6 +59,8 @@ def schema_for(ex: Example) -> str:
         return schemas.manifest_schema_for(cfg) or schemas.OCI_MANIFEST
     if ex.tag == mt.OCI_INDEX:
         return schemas.OCI_INDEX
+    if ex.tag == mt.COSIGN_SIMPLESIGNING:
+        return "cosign-payload"
     name = schemas.config_schema_for(ex.tag, written=ex.written)
     assert name, f"no schema for example tag {ex.tag!r}"
     return name

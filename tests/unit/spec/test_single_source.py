@@ -95,7 +95,7 @@ def test_media_types_md_lists_exactly_the_table():
     key_rows = {}
     for line in text.splitlines():
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        if len(cells) == 4 and cells[1].startswith("`org."):
+        if len(cells) == 4 and cells[1].startswith(("`org.", "`dev.")):
             key_rows[cells[1].strip("`")] = (cells[0].strip("`"), cells[2])
     assert key_rows == {e["key"]: (e["id"], e["status"]) for e in doc["annotations"]}
 

@@ -19,7 +19,8 @@ except ImportError:  # pragma: no cover - older typer
 
 from ..errors import InternalError, MdlError
 from .common import Settings
-from . import df, inspect, list as list_cmd, load, login, package, prune, pull, push, rm, run, save, serve, tag, verify
+from . import (df, inspect, keygen, list as list_cmd, load, login, package, prune, pull, push, rm, run, save, serve,
+               sign, tag, verify)
 
 app = typer.Typer(
     name="mdl",
@@ -47,6 +48,8 @@ app.command("login")(login.login_command)
 app.command("logout")(login.logout_command)
 app.command("run")(run.command)
 app.command("serve")(serve.command)
+app.command("keygen")(keygen.command)
+app.command("sign")(sign.command)
 
 
 @app.callback()

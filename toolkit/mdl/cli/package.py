@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from datetime import datetime, timezone
 
 import typer
@@ -31,6 +32,7 @@ def command(
                                 help="Creation time (RFC 3339) for a reproducible build; "
                                      "SOURCE_DATE_EPOCH works too."),
     push: bool = typer.Option(False, "--push", help="Push TARGET to its registry after packaging."),
+    sign_key: str = typer.Option(None, "--sign-key", help="Private key (PEM): sign the model right after --push."),
     plain_http: bool = PLAIN_HTTP,
     ca_file: str = CA_FILE,
     concurrency: int = CONCURRENCY,
@@ -47,11 +49,22 @@ def command(
     ref = parse_reference(target)
     if ref.digest:
         raise UsageError(f"cannot package into a digest reference: {target}", "give a name and tag, e.g. org/model:v1")
+    signing_key = None
+    if sign_key is not None:
+        if not push:
+            raise UsageError("--sign-key signs what --push pushed", "add --push, or sign later with `mdl sign`")
+        from ..sign import load_private_key
+        from .sign import key_password
+        signing_key = load_private_key(sign_key, key_password)  # a bad key fails before any work
     store = open_store()
     result = package(store, request, ref)
     if push:
-        push_and_report(store, result.digest, ref, RemoteOptions(plain_http, ca_file, concurrency, chunk_size),
-                        json_output, quiet)
+        options = RemoteOptions(plain_http, ca_file, concurrency, chunk_size)
+        push_and_report(store, result.digest, ref, options, json_output, quiet)
+        if signing_key is not None:
+            from ..sign import sign_remote
+            signed = sign_remote(options.open(ref), result.digest, signing_key)
+            print(f"Signed {signed.reference}: signature {signed.signature_manifest}", file=sys.stderr)
         return
     if json_output:
         print_json({"reference": result.reference, "digest": result.digest, "id": short_id(result.digest),

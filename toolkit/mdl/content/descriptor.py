@@ -100,6 +100,8 @@ def load_json_document(raw: bytes, what: str) -> Any:
         return json.loads(raw, object_pairs_hook=_reject_duplicates)
     except (ValueError, UnicodeDecodeError) as e:
         raise SchemaViolationError(what, [("$", f"not valid JSON: {e}")]) from None
+    except RecursionError:
+        raise SchemaViolationError(what, [("$", "not valid JSON: nested too deeply")]) from None
 
 
 def canonical_json(doc: Any) -> bytes:

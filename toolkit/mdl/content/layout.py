@@ -44,9 +44,10 @@ import hashlib
 import io
 import json
 import os
+import re
 import secrets
 import stat
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -72,6 +73,7 @@ from .digest import ALGORITHM, DEFAULT_BUFSIZE, digest_hex, validate_digest
 LAYOUT_VERSION = "1.0.0"
 DOCUMENT_LIMIT = 4 << 20
 _DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+_SIG_TAG = re.compile(r":sha256-[0-9a-f]{64}\.sig$")
 
 
 class BlobMissingError(StoreError):
@@ -894,9 +896,10 @@ class LayoutStore:
     def models(self) -> list[ModelRecord]:
         order: list[str] = []
         tags: dict[str, list[str]] = {}
-        for e in self.entries():
-            if e.media_type not in MANIFEST_TYPES:
-                continue
+        for d in self._read_index():
+            e = _entry(d)
+            if e.media_type not in MANIFEST_TYPES or _is_signature_entry(d):
+                continue  # signature manifests (spec/signing.md) travel with models but are not models
             if e.digest not in tags:
                 order.append(e.digest)
                 tags[e.digest] = []
@@ -1072,6 +1075,10 @@ class LayoutStore:
             raise ModelNotFoundError(text)
         self._update_index(change)
         if result.removed_models:
+            gone = {":sha256-" + digest_hex(d) + ".sig" for d in result.removed_models}
+            # a removed model's signatures go with it (their blobs with the next prune)
+            self._update_index(lambda entries: entries.__setitem__(slice(None), [
+                d for d in entries if not any((_ref_name(d) or "").endswith(s) for s in gone)]))
             self._collect(result)
         return result
 
@@ -1109,6 +1116,61 @@ class LayoutStore:
                 if digest not in keep and self._delete_blob(digest) is not None:
                     deleted.append(digest)
         return deleted
+
+    def remove_damaged(self, corrupt: Collection[str], models: Collection[str],
+                       still_corrupt: Callable[[str], bool] | None = None) -> RemovalResult:
+        """`mdl verify --repair`: delete the `corrupt` blobs (content does not match the name), the index
+        entries of `models` and of every entry whose graph uses a corrupt blob, then the removed models'
+        blobs no remaining entry uses. Holds gc.lock exclusively, as `prune` does, so writers wait and a
+        blob a writer has published but not yet tagged is never deleted; `still_corrupt` re-checks each
+        corrupt blob under the lock (it is kept when it matches now)."""
+        result = RemovalResult()
+        if not self.root.exists():
+            return result
+        self._ensure_layout()
+        with _flock(self._gc_lock, fcntl.LOCK_EX):
+            bad = {d for d in corrupt if self.has_blob(d) and (still_corrupt is None or still_corrupt(d))}
+            drop = set(models) | bad
+
+            def change(entries: list[dict]) -> None:
+                kept = []
+                for d in entries:
+                    gone = d["digest"] in drop
+                    if not gone and bad and self.has_blob(d["digest"]):
+                        try:
+                            gone = bool(bad.intersection(self._children(d["digest"], d.get("mediaType"))))
+                        except MdlError:
+                            gone = False  # unreadable graph: it cannot be said to need a corrupt blob
+                    if gone:
+                        if _ref_name(d) is not None:
+                            result.untagged.append(_ref_name(d))  # type: ignore[arg-type]
+                        if d["digest"] not in result.removed_models:
+                            result.removed_models.append(d["digest"])
+                    else:
+                        kept.append(d)
+                entries[:] = kept
+
+            self._update_index(change)
+            owned: list[str] = list(bad)
+            for digest in result.removed_models:
+                owned.append(digest)
+                if digest in bad:
+                    continue
+                try:
+                    owned.extend(self._children(digest))
+                except MdlError:
+                    pass
+            try:
+                keep = self.referenced_blobs()
+            except MdlError:
+                keep = None  # a remaining model is damaged: delete only the corrupt blobs
+            for digest in dict.fromkeys(owned):
+                if digest in bad or (keep is not None and digest not in keep):
+                    freed = self._delete_blob(digest)
+                    if freed is not None:
+                        result.deleted_blobs.append(digest)
+                        result.freed_bytes += freed
+        return result
 
     def _delete_blob(self, digest: str) -> int | None:
         """Delete a blob; the bytes this frees (0 when its inode is linked elsewhere), None if absent."""
@@ -1203,7 +1265,8 @@ class LayoutStore:
                     ingest += p.stat().st_size
                 except FileNotFoundError:
                     pass
-        models = len({e.digest for e in self.entries() if e.media_type in MANIFEST_TYPES})
+        models = len({d["digest"] for d in self._read_index()
+                      if d["mediaType"] in MANIFEST_TYPES and not _is_signature_entry(d)})
         return DiskUsage(models, count, total, referenced, total - referenced, ingest)
 
 
@@ -1220,6 +1283,17 @@ def _lookup_reference(text: str) -> Reference:
 def _ref_name(d: dict) -> str | None:
     ann = d.get("annotations") or {}
     return ann.get(mt.ANNOTATION_REF_NAME)
+
+
+def is_signature_entry(d: dict | IndexEntry) -> bool:
+    """An index entry (raw or IndexEntry) of a cosign signature manifest stored beside its model
+    (`<repo>:sha256-<hex>.sig`, spec/signing.md): not a model."""
+    if isinstance(d, IndexEntry):
+        return bool(_SIG_TAG.search(d.ref_name or ""))
+    return d.get("artifactType") == mt.COSIGN_SIGNATURE_ARTIFACT_TYPE or bool(_SIG_TAG.search(_ref_name(d) or ""))
+
+
+_is_signature_entry = is_signature_entry
 
 
 def _entry(d: dict) -> IndexEntry:

@@ -279,13 +279,21 @@ def save_model(store: LayoutStore, reference: str, output: str | os.PathLike, *,
     out = Path(output)
     size = manifest.size + sum(d.size for d in _unique(manifest.blob_descriptors()))
     count = 1 + len(_unique(manifest.blob_descriptors()))
+    signatures = _signatures_of(store, digest)  # they travel with the model (spec/signing.md)
     if is_tar_path(out):
-        _save_tar(store, manifest, names, out, force=force, progress=progress)
+        _save_tar(store, manifest, names, out, force=force, progress=progress, signatures=signatures)
         return SaveResult(digest, str(out), "tar", names, count, size)
     target = LayoutDir(out)
     target.create()
     copy_model(StoreSource(store), target, manifest, names, concurrency=concurrency, progress=progress)
+    for sig, name in signatures:
+        copy_model(StoreSource(store), target, sig, [name], concurrency=concurrency, progress=NoProgress())
     return SaveResult(digest, str(out), "dir", names, count, size)
+
+
+def _signatures_of(store: LayoutStore, digest: str) -> list[tuple[Manifest, str]]:
+    from ..sign import local_signature_names
+    return [(store.manifest(d), name) for name, d in local_signature_names(store, digest)]
 
 
 def _names_for(store: LayoutStore, reference: str, digest: str) -> list[str]:
@@ -334,16 +342,19 @@ class _CountingReader(io.RawIOBase):
 
 
 def _save_tar(store: LayoutStore, manifest: Manifest, names: list[str], out: Path, *, force: bool,
-              progress: Progress) -> None:
+              progress: Progress, signatures: list[tuple[Manifest, str]] = ()) -> None:
     if out.is_dir():
         raise LayoutError(f"{out} is a directory", "name a file ending in .tar, or a directory without .tar")
     if out.exists() and not force:
         raise ConflictError(f"{out} exists", "use --force to overwrite it, or name another file")
     base = manifest.descriptor().to_dict()
     entries = [{**base, "annotations": {mt.ANNOTATION_REF_NAME: n}} for n in names] or [base]
+    entries += [{**sig.descriptor().to_dict(), "annotations": {mt.ANNOTATION_REF_NAME: n}} for sig, n in signatures]
     index = canonical_json({**_empty_index(), "manifests": entries})
     layout = canonical_json({"imageLayoutVersion": LAYOUT_VERSION})
-    blobs = sorted(_unique([*manifest.blob_descriptors(), manifest.descriptor()]), key=lambda d: d.digest)
+    blobs = sorted(_unique([*manifest.blob_descriptors(), manifest.descriptor(),
+                            *(d for sig, _ in signatures for d in (*sig.blob_descriptors(), sig.descriptor()))]),
+                   key=lambda d: d.digest)
     kinds = {manifest.digest: "manifest", manifest.config.digest: "config"}
     tmp = out.with_name(f".{out.name}.{secrets.token_hex(6)}.tmp")
     try:
@@ -405,6 +416,7 @@ class _Plan:
     manifest: Manifest
     tags: list[str]
     ignored: list[str]
+    signature: bool = False  # a cosign signature manifest that travels with its model (spec/signing.md)
 
 
 def _plan(where: str, entries: list[dict], read, extra) -> list[_Plan]:
@@ -421,8 +433,11 @@ def _plan(where: str, entries: list[dict], read, extra) -> list[_Plan]:
                               "not an image manifest", "the layout is not a model layout")
         if desc.digest not in plans:
             manifest = Manifest.parse(read(desc, "manifest"), desc.digest)
-            _check_model(where, manifest, read)
-            plans[desc.digest] = _Plan(manifest, [], [])
+            from ..sign import is_signature_manifest
+            signature = is_signature_manifest(manifest)
+            if not signature:
+                _check_model(where, manifest, read)
+            plans[desc.digest] = _Plan(manifest, [], [], signature)
         plan = plans[desc.digest]
         name = _ref_name(d)
         if name is None:
@@ -432,13 +447,14 @@ def _plan(where: str, entries: list[dict], read, extra) -> list[_Plan]:
             plan.ignored.append(name)
         elif str(ref) not in plan.tags:
             plan.tags.append(str(ref))
-    if not plans:
+    models = [p for p in plans.values() if not p.signature]
+    if not models:
         raise LayoutError(f"{where} holds no model (index.json lists no manifest)", "save a model into it first")
     if extra is not None:
-        if len(plans) != 1:
-            raise UsageError(f"--tag names one model, but {where} holds {len(plans)}",
+        if len(models) != 1:
+            raise UsageError(f"--tag names one model, but {where} holds {len(models)}",
                              "load without --tag, then tag the models with `mdl tag`")
-        [plan] = plans.values()
+        [plan] = models
         if str(extra) not in plan.tags:
             plan.tags.append(str(extra))
     return list(plans.values())
@@ -496,9 +512,9 @@ def _load_dir(store: LayoutStore, src: LayoutDir, target: StoreTarget, progress:
 
 
 def _commit(target: StoreTarget, plans: list[_Plan]) -> list[LoadedModel]:
-    for p in plans:
+    for p in sorted(plans, key=lambda p: p.signature):  # models first, then their signatures
         target.put_manifest(p.manifest, p.tags)
-    return [LoadedModel(p.manifest.digest, p.tags, p.ignored) for p in plans]
+    return [LoadedModel(p.manifest.digest, p.tags, p.ignored) for p in plans if not p.signature]
 
 
 def _member_name(archive: Path, member: tarfile.TarInfo) -> str:

@@ -160,7 +160,7 @@ class Authenticator:
             doc = resp.json()
             token = doc.get("token") or doc.get("access_token")
             lifetime = int(doc.get("expires_in") or DEFAULT_TOKEN_LIFETIME)
-        except (ValueError, AttributeError, TypeError):
+        except (ValueError, AttributeError, TypeError, RecursionError):
             token, lifetime = None, 0
         if not isinstance(token, str) or not token:
             raise RegistryError(self.registry, "a token request", resp.status_code, None,

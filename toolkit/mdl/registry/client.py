@@ -297,8 +297,11 @@ class RegistryClient:
                 raise TLSVerificationError(self.registry, _tls_problem(e)) from None
             except (requests.exceptions.ConnectionError, requests.exceptions.Timeout,
                     requests.exceptions.ChunkedEncodingError) as e:
-                if replayable and self._may_retry(attempt, started, 0):
-                    self._sleep(self._backoff(attempt))
+                delay = self._backoff(attempt)
+                # Retried, but within the connect timeout: an unreachable registry is reported in that time.
+                within = time.monotonic() - started + delay <= self.connect_timeout
+                if replayable and within and self._may_retry(attempt, started, delay):
+                    self._sleep(delay)
                     attempt += 1
                     continue
                 raise RegistryUnreachableError(self.registry, _describe(e, self.connect_timeout,

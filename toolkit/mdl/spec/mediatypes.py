@@ -109,3 +109,10 @@ def modelpack_layer_kind(media_type: str) -> tuple[str, str] | None:
     rest = media_type.split(".model.", 1)[1]  # e.g. "weight.config.v1.tar+gzip"
     kind, enc = rest.split(".v1.")
     return kind, enc
+
+
+# Cosign signatures (spec/signing.md)
+OCI_IMAGE_CONFIG = mt("oci-image-config")
+COSIGN_SIMPLESIGNING = mt("cosign-simplesigning")
+COSIGN_SIGNATURE_ARTIFACT_TYPE = mt("cosign-signature-artifact-type")
+ANNOTATION_COSIGN_SIGNATURE = annotation_table()["cosign-signature"]

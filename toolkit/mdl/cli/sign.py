@@ -1,0 +1,58 @@
+"""`mdl sign REF --key KEY`: sign a model in a registry (cosign simple signing, spec/signing.md)."""
+
+from __future__ import annotations
+
+import getpass
+import os
+import sys
+
+import typer
+
+from ..errors import UsageError
+from ..reference import parse_reference
+from ..sign import load_private_key, sign_remote
+from .common import JSON_OPTION, print_json
+from .remote import CA_FILE, PLAIN_HTTP, RemoteOptions
+
+
+def key_password() -> bytes | None:
+    """The passphrase of an encrypted key: MDL_KEY_PASSWORD, else a prompt at a terminal."""
+    env = os.environ.get("MDL_KEY_PASSWORD")
+    if env is not None:
+        return env.encode()
+    if sys.stdin.isatty():
+        return getpass.getpass("Passphrase for the private key: ").encode()
+    return None
+
+
+def parse_annotations(items: list[str] | None) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in items or []:
+        k, sep, v = item.partition("=")
+        if not sep or not k:
+            raise UsageError(f"--annotation {item!r} is not KEY=VALUE", "e.g. --annotation team=ml")
+        out[k] = v
+    return out
+
+
+def command(
+    reference: str = typer.Argument(..., help="Model in a registry: registry/repo:tag or registry/repo@sha256:..."),
+    key: str = typer.Option(..., "--key", help="Private key (PEM) from `mdl keygen`."),
+    annotation: list[str] = typer.Option(None, "--annotation", "-a", help="KEY=VALUE for the payload's optional."),
+    plain_http: bool = PLAIN_HTTP,
+    ca_file: str = CA_FILE,
+    json_output: bool = JSON_OPTION,
+) -> None:
+    """Sign a model in a registry; prints the signature manifest's digest."""
+    annotations = parse_annotations(annotation)
+    ref = parse_reference(reference)
+    private = load_private_key(key, key_password)  # before any network traffic
+    repo = RemoteOptions(plain_http, ca_file).open(ref)
+    result = sign_remote(repo, ref.digest or ref.tag, private, annotations)
+    if json_output:
+        print_json({"reference": result.reference, "digest": result.digest,
+                    "signature": result.signature_manifest, "added": result.added, "pruned": result.pruned})
+    else:
+        if not result.added:
+            print(f"{result.reference} is already signed with this key", file=sys.stderr)
+        print(result.signature_manifest)

@@ -1,0 +1,218 @@
+"""`mdl verify --all`: check the whole local store, changing nothing; `--repair` removes what is corrupt.
+
+Every model in `index.json` is checked by `verify_model`, and the store itself is checked:
+
+- `index-entry-missing` (failure): an index entry whose manifest (or index) blob is not in `blobs/`;
+- `blob-corrupt` (failure): a blob file whose content does not hash to its name;
+- `dangling-link` (failure): a symbolic link in `blobs/sha256/` whose target is gone;
+- `blob-unreadable` (failure): a blob file that cannot be read;
+- `unreferenced-blob` (info): a blob no model needs (`mdl prune` deletes it);
+- `stale-ingest` (info): an ingest file no writer holds (a killed pull or package; `mdl prune` deletes it).
+
+Each blob file is hashed once: the per-model checks share a `HashCache`, and the store-wide pass reads
+only the blobs no model check read. `repair` removes corrupt blobs and the models that need them (and
+index entries whose manifest is missing), under the store's gc lock, as `prune` does; a healthy model
+is never touched.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from dataclasses import asdict, dataclass, field
+
+from .content.descriptor import INDEX_TYPES, MANIFEST_TYPES, Descriptor, Manifest, load_json_document
+from .content.digest import ALGORITHM
+from .content.layout import LayoutStore, RemovalResult, is_signature_entry
+from .errors import DigestMismatchError, MdlError
+from .verify import HashCache, Report, verify_model
+
+_READ_CHUNK = 1 << 20
+
+INFO_KINDS = frozenset({"unreferenced-blob", "stale-ingest"})
+
+
+@dataclass(frozen=True)
+class StoreFinding:
+    kind: str
+    path: str  # `index.json` JSON path, or a file path relative to the store root
+    message: str
+    severity: str = "error"  # "error" fails the check; "info" does not
+
+
+@dataclass
+class StoreReport:
+    models: list[Report] = field(default_factory=list)
+    findings: list[StoreFinding] = field(default_factory=list)
+    corrupt_blobs: set[str] = field(default_factory=set)
+    dangling_entries: set[str] = field(default_factory=set)  # manifest digests the index names but blobs lack
+    broken_models: set[str] = field(default_factory=set)  # models with a missing or corrupt blob
+    blobs_hashed: int = 0
+    bytes_hashed: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return all(r.ok for r in self.models) and not any(f.severity == "error" for f in self.findings)
+
+    def add(self, kind: str, path: str, message: str) -> None:
+        self.findings.append(StoreFinding(kind, path, message, "info" if kind in INFO_KINDS else "error"))
+
+    def as_dict(self) -> dict:
+        return {
+            "ok": self.ok,
+            "models": [r.as_dict() for r in self.models],
+            "store": {"findings": [asdict(f) for f in self.findings],
+                      "blobs_hashed": self.blobs_hashed, "bytes_hashed": self.bytes_hashed},
+        }
+
+
+def check_store(store: LayoutStore) -> StoreReport:
+    """Check every model and blob of `store`; reads only."""
+    report = StoreReport()
+    try:
+        entries = store.entries()
+    except MdlError as e:
+        report.add("index-invalid", "index.json", e.message)
+        entries = []
+    cache = HashCache()
+    referenced: set[str] = set()
+    seen: set[str] = set()
+    for i, e in enumerate(entries):
+        referenced.add(e.digest)
+        if not store.has_blob(e.digest):
+            report.add("index-entry-missing", f"index.json$.manifests[{i}]",
+                       f"index entry {e.ref_name or e.digest} names {e.digest}, which is not in the store")
+            report.dangling_entries.add(e.digest)
+            continue
+        referenced.update(_graph(store, e.digest, e.media_type))
+        # Signature manifests are not models; their blobs are still hashed with the unreferenced ones.
+        if e.media_type in MANIFEST_TYPES and e.digest not in seen and not is_signature_entry(e):
+            seen.add(e.digest)
+            model = verify_model(store, e.digest, cache=cache)
+            report.models.append(model)
+            if any(f.kind in ("blob-missing", "digest-mismatch") for f in model.findings):
+                report.broken_models.add(e.digest)
+    report.corrupt_blobs |= cache.corrupt
+    report.blobs_hashed = len(cache.hashed)
+    _check_blob_files(store, report, cache, referenced)
+    _check_ingest(store, report)
+    return report
+
+
+def _graph(store: LayoutStore, digest: str, media_type: str | None, depth: int = 0) -> set[str]:
+    """Digests reachable from a manifest or index (not itself), tolerating damage: what cannot be read is skipped."""
+    out: set[str] = set()
+    if depth > 8:
+        return out
+    try:
+        raw = store.read_blob(digest, what="manifest")
+        doc = load_json_document(raw, f"manifest {digest}")
+    except MdlError:
+        return out
+    if not isinstance(doc, dict):
+        return out
+    kind = doc.get("mediaType") or media_type
+    if kind in INDEX_TYPES or (kind is None and "manifests" in doc):
+        for i, d in enumerate(doc.get("manifests") or []):
+            try:
+                child = Descriptor.from_dict(d, path=f"$.manifests[{i}]")
+            except MdlError:
+                continue
+            out.add(child.digest)
+            if store.has_blob(child.digest):
+                out |= _graph(store, child.digest, child.media_type, depth + 1)
+        return out
+    try:
+        out.update(d.digest for d in Manifest.parse(raw, digest).blob_descriptors())
+    except MdlError:
+        pass
+    return out
+
+
+def _check_blob_files(store: LayoutStore, report: StoreReport, cache: HashCache, referenced: set[str]) -> None:
+    blobs = store.root / "blobs" / ALGORITHM
+    try:
+        it = os.scandir(blobs)
+    except FileNotFoundError:
+        return
+    with it:
+        names = sorted(de.name for de in it)
+    for name in names:
+        rel = f"blobs/{ALGORITHM}/{name}"
+        p = blobs / name
+        if p.is_symlink() and not p.exists():
+            report.add("dangling-link", rel, f"{rel} is a symbolic link to {os.readlink(p)}, which does not exist")
+            continue
+        if len(name) != 64 or any(c not in "0123456789abcdef" for c in name):
+            report.add("unreferenced-blob", rel, f"{rel} is not named by a digest; `mdl prune` leaves it")
+            continue
+        digest = f"{ALGORITHM}:{name}"
+        if digest not in cache.hashed:
+            try:
+                with store.open_blob(digest) as f:
+                    while chunk := f.read(_READ_CHUNK):
+                        report.bytes_hashed += len(chunk)
+            except DigestMismatchError as e:
+                report.corrupt_blobs.add(digest)
+                report.add("blob-corrupt", rel, e.message)
+            except MdlError as e:
+                report.add("blob-unreadable", rel, e.message)
+            else:
+                report.blobs_hashed += 1
+        if digest not in referenced:
+            size = store.blob_size(digest)
+            report.add("unreferenced-blob", rel, f"blob {digest} ({size} bytes) is used by no model; "
+                       "`mdl prune` deletes it")
+    # corrupt blobs the model checks found are reported once, on the model, at their JSON path
+
+
+def _check_ingest(store: LayoutStore, report: StoreReport) -> None:
+    ingest = store.root / "ingest"
+    try:
+        names = sorted(os.listdir(ingest))
+    except FileNotFoundError:
+        return
+    for name in names:
+        p = ingest / name
+        if _is_stale(p):
+            report.add("stale-ingest", f"ingest/{name}",
+                       f"ingest/{name} was left by a writer that stopped; `mdl prune` deletes it")
+
+
+def _is_stale(p) -> bool:
+    """Nobody holds the ingest file's lock (its writer died). Checked with a shared, non-blocking lock
+    that is released at once."""
+    try:
+        fd = os.open(p, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+    except OSError:
+        return False
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        return True
+    finally:
+        os.close(fd)
+
+
+def repair(store: LayoutStore, report: StoreReport | None = None) -> tuple[StoreReport, RemovalResult]:
+    """Remove corrupt blobs, the models that need them, and index entries whose manifest is missing.
+    Models with a missing blob are removed too (they cannot be used; pull them again). Returns the report
+    the repair acted on and what was removed."""
+    report = report or check_store(store)
+    models = set(report.dangling_entries) | set(report.broken_models)
+
+    def still_corrupt(digest: str) -> bool:
+        try:
+            with store.open_blob(digest) as f:
+                while f.read(_READ_CHUNK):
+                    pass
+        except DigestMismatchError:
+            return True
+        except MdlError:
+            return False
+        return False
+
+    result = store.remove_damaged(report.corrupt_blobs, models, still_corrupt)
+    return report, result
