@@ -9,6 +9,7 @@ import typer
 from ..content.layout import LayoutStore
 from ..errors import ModelNotFoundError, UsageError
 from ..formats.units import format_binary_size
+from ..store_check import check_store, repair as repair_store
 from ..verify import Report, verify_model
 from .common import JSON_OPTION, open_store, print_json, short_id
 from .remote import CA_FILE, PLAIN_HTTP, RemoteOptions
@@ -30,18 +31,17 @@ def command(
         return _verify_signed(target, key, json_output, plain_http, ca_file)
     if repair and not all_models:
         raise UsageError("--repair works on the whole store", "use `mdl verify --all --repair`")
+    if not target and not all_models:
+        raise UsageError("name a model or a layout directory to verify", "or use --all")
     if target and (Path(target) / "oci-layout").is_file():
         store = LayoutStore(Path(target))
         digests = [m.digest for m in store.models()]
+    elif all_models:
+        _verify_store(open_store(), json_output, repair)
+        return
     else:
         store = open_store()
-        if all_models or not target:
-            if not all_models:
-                raise UsageError("name a model or a layout directory to verify", "or use --all")
-            _verify_store(store, json_output, repair)
-            return
-        else:
-            digests = [store.resolve(target)]
+        digests = [store.resolve(target)]
     reports = [verify_model(store, d) for d in digests]
     if json_output:
         print_json({"ok": all(r.ok for r in reports), "models": [r.as_dict() for r in reports]})
@@ -64,8 +64,6 @@ def _render(r: Report) -> None:
 
 
 def _verify_store(store: LayoutStore, json_output: bool, repair: bool) -> None:
-    from ..store_check import check_store, repair as repair_store
-
     report = check_store(store)
     removed = repair_store(store, report)[1] if repair and not report.ok else None
     if json_output:
