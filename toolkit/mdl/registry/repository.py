@@ -23,12 +23,14 @@ Nothing here verifies pulled blob bytes: the target store hashes what it writes.
 from __future__ import annotations
 
 import hashlib
+import http.client
 import io
 import json
 import re
 from typing import Any, BinaryIO
 
 import requests
+import urllib3
 
 from ..content.descriptor import MAX_MANIFEST_SIZE, Descriptor, Manifest
 from ..content.readahead import read_ahead, readinto
@@ -53,6 +55,15 @@ _UPLOAD_RANGE = re.compile(r"(?:bytes=)?0-(\d+)")
 OCTET_STREAM = "application/octet-stream"
 DEFAULT_BUFFER = 1 << 20  # read size of uploads; three are in flight (content/readahead.py)
 MAX_TAG_PAGES = 10_000
+_MANIFEST_READ_ATTEMPTS = 3  # GETs of a manifest whose body was cut short
+
+
+class _BodyCut(Exception):
+    """A manifest body lost mid-read (the GET is worth repeating); carries the error to raise."""
+
+    def __init__(self, error: RegistryUnreachableError):
+        super().__init__(str(error))
+        self.error = error
 
 
 class _Restart(Exception):
@@ -216,27 +227,13 @@ class RemoteRepository:
         """(bytes, media type, digest) of the manifest or index `reference` names, size-capped and
         verified against the digest asked for, else against `Docker-Content-Digest`."""
         ref = self._ref(reference)
-        resp = self.client.request("GET", self._path("manifests", reference), scope=self._pull,
-                                   headers={"Accept": ", ".join(mt.MANIFEST_ACCEPT)}, stream=True,
-                                   what=f"fetching manifest {ref}", not_found=ref)
-        try:
-            length = resp.headers.get("Content-Length")
-            if length and length.isdigit() and int(length) > MAX_MANIFEST_SIZE:
-                raise ManifestTooLargeError(ref, int(length), MAX_MANIFEST_SIZE)
-            chunks, total = [], 0
-            while total <= MAX_MANIFEST_SIZE:
-                chunk = resp.raw.read(min(1 << 20, MAX_MANIFEST_SIZE + 1 - total), decode_content=True)
-                if not chunk:
-                    break
-                chunks.append(chunk)
-                total += len(chunk)
-            if total > MAX_MANIFEST_SIZE:
-                raise ManifestTooLargeError(ref, None, MAX_MANIFEST_SIZE)
-        except (OSError, requests.exceptions.RequestException) as e:
-            raise RegistryUnreachableError(self.client.registry, f"connection lost while reading manifest {ref}") \
-                from e
-        finally:
-            resp.close()
+        for attempt in range(_MANIFEST_READ_ATTEMPTS):
+            try:
+                resp, chunks = self._read_manifest(reference, ref)
+                break
+            except _BodyCut as cut:
+                if attempt + 1 >= _MANIFEST_READ_ATTEMPTS:
+                    raise cut.error from cut.error.__cause__
         raw = b"".join(chunks)
         actual = "sha256:" + hashlib.sha256(raw).hexdigest()
         expected = reference if _DIGEST.fullmatch(reference) else resp.headers.get("Docker-Content-Digest")
@@ -252,6 +249,34 @@ class RemoteRepository:
                 declared = None
             media_type = declared if isinstance(declared, str) and declared else (media_type or mt.OCI_MANIFEST)
         return raw, media_type, actual
+
+    def _read_manifest(self, reference: str, ref: str) -> tuple[requests.Response, list[bytes]]:
+        resp = self.client.request("GET", self._path("manifests", reference), scope=self._pull,
+                                   headers={"Accept": ", ".join(mt.MANIFEST_ACCEPT)}, stream=True,
+                                   what=f"fetching manifest {ref}", not_found=ref)
+        chunks: list[bytes] = []
+        try:
+            length = resp.headers.get("Content-Length")
+            if length and length.isdigit() and int(length) > MAX_MANIFEST_SIZE:
+                raise ManifestTooLargeError(ref, int(length), MAX_MANIFEST_SIZE)
+            chunks, total = [], 0
+            while total <= MAX_MANIFEST_SIZE:
+                chunk = resp.raw.read(min(1 << 20, MAX_MANIFEST_SIZE + 1 - total), decode_content=True)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                total += len(chunk)
+            if total > MAX_MANIFEST_SIZE:
+                raise ManifestTooLargeError(ref, None, MAX_MANIFEST_SIZE)
+        except (OSError, requests.exceptions.RequestException, urllib3.exceptions.HTTPError,
+                http.client.HTTPException) as e:
+            # a body cut short (urllib3's ProtocolError is none of the first two): the GET is retried
+            error = RegistryUnreachableError(self.client.registry, f"connection lost while reading manifest {ref}")
+            error.__cause__ = e
+            raise _BodyCut(error) from e
+        finally:
+            resp.close()
+        return resp, chunks
 
     def fetch_manifest(self, reference: str) -> Manifest:
         raw, _media_type, digest = self.fetch_manifest_bytes(reference)
