@@ -40,6 +40,23 @@ def rfc3339(t: datetime) -> str:
     return text + "Z"
 
 
+def parse_rfc3339(text) -> datetime | None:
+    """An RFC 3339 time from a config (`created`, `createdAt`), in UTC; None when absent or unreadable."""
+    if not isinstance(text, str) or not text:
+        return None
+    try:
+        t = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return t if t.tzinfo is not None else t.replace(tzinfo=timezone.utc)
+
+
+def unix_time(text) -> int:
+    """Seconds since 1970 of an RFC 3339 time, 0 when absent or unreadable (OpenAI's `created`)."""
+    t = parse_rfc3339(text)
+    return int(t.timestamp()) if t else 0
+
+
 def to_json_bytes(doc) -> bytes:
     """Compact JSON, keys in the order given: the same document always gives the same bytes."""
     return json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode()

@@ -9,6 +9,7 @@ from datetime import datetime, timezone
 
 import typer
 
+from ..artifact import parse_rfc3339
 from ..content.layout import LayoutStore
 
 JSON_OPTION = typer.Option(False, "--json", help="Print machine-readable JSON.")
@@ -47,14 +48,9 @@ def short_id(digest: str) -> str:
 
 def ago(created: str | None, now: datetime | None = None) -> str:
     """'3 days ago', like `docker model ls`."""
-    if not created:
-        return ""
-    try:
-        t = datetime.fromisoformat(created.replace("Z", "+00:00"))
-    except ValueError:
-        return created
-    if t.tzinfo is None:
-        t = t.replace(tzinfo=timezone.utc)
+    t = parse_rfc3339(created)
+    if t is None:
+        return created or ""
     seconds = int(((now or datetime.now(timezone.utc)) - t).total_seconds())
     for unit, size in (("year", 365 * 86400), ("month", 30 * 86400), ("day", 86400), ("hour", 3600), ("minute", 60)):
         if seconds >= size:

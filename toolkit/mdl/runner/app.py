@@ -32,7 +32,6 @@ import threading
 import time
 import traceback
 from collections.abc import Callable, Mapping
-from datetime import datetime, timezone
 from typing import Any
 
 from starlette.applications import Starlette
@@ -41,6 +40,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from ..artifact import unix_time
 from ..errors import MdlError
 from ..reference import parse_reference
 from ..spec import mediatypes as mt
@@ -208,18 +208,6 @@ class Pump:
 # the model list
 
 
-def _unix(created: str | None) -> int:
-    if not created:
-        return 0
-    try:
-        t = datetime.fromisoformat(created.replace("Z", "+00:00"))
-    except ValueError:
-        return 0
-    if t.tzinfo is None:
-        t = t.replace(tzinfo=timezone.utc)
-    return int(t.timestamp())
-
-
 def _familiar(tag: str) -> str:
     if tag.startswith("sha256:"):
         return tag
@@ -244,7 +232,7 @@ def _is_gguf(summary) -> bool:
 def _docker_model(summary) -> dict:
     config = summary.config.get("config") if isinstance(summary.config, dict) else None
     return {"id": summary.digest, "tags": [_familiar(t) for t in summary.tags],
-            "created": _unix(summary.created), "config": config}
+            "created": unix_time(summary.created), "config": config}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -421,7 +409,7 @@ def create_app(store, scheduler, *, env: Mapping[str, str], max_body: int = MAX_
                 continue
             names = [_familiar(t) for t in s.tags] or [s.digest]
             for name in names:
-                data.append({"id": name, "object": "model", "created": _unix(s.created), "owned_by": "docker"})
+                data.append({"id": name, "object": "model", "created": unix_time(s.created), "owned_by": "docker"})
         return JSONResponse({"object": "list", "data": data})
 
     async def openai_model(request: Request) -> Response:
@@ -431,7 +419,7 @@ def create_app(store, scheduler, *, env: Mapping[str, str], max_body: int = MAX_
         except Exception as e:  # noqa: BLE001
             return error_response(e, param="model")
         return JSONResponse({"id": _familiar(s.tags[0]) if s.tags else s.digest, "object": "model",
-                             "created": _unix(s.created), "owned_by": "docker"})
+                             "created": unix_time(s.created), "owned_by": "docker"})
 
     async def chat(request: Request) -> Response:
         return await openai_call(request, "chat")

@@ -33,11 +33,11 @@ import shutil
 import threading
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 
 from ..content.digest import digest_hex, hash_file
 from ..content.layout import LayoutStore
+from ..artifact import unix_time
 from ..errors import DigestMismatchError, FormatError, MdlError, UnsupportedArtifactError
 from ..formats.gguf import read_header
 from ..reference import model_id_query, parse_reference
@@ -207,7 +207,7 @@ def _pick_docker(store, shown, manifest, config):
     ctx = c.get("context_size")
     ctx = ctx if isinstance(ctx, int) and not isinstance(ctx, bool) and ctx > 0 else None
     desc = config.get("descriptor") if isinstance(config.get("descriptor"), dict) else {}
-    return weights, template, mmproj, ctx, _unix(desc.get("created"))
+    return weights, template, mmproj, ctx, unix_time(desc.get("created"))
 
 
 def _pick_modelpack(store, shown, manifest, config):
@@ -244,7 +244,7 @@ def _pick_modelpack(store, shown, manifest, config):
     if not shards:
         raise UnsupportedModelFormatError(shown, "gguf", f"{shown} has a projector but no GGUF weights")
     desc = config.get("descriptor") if isinstance(config.get("descriptor"), dict) else {}
-    return shards, template, projector, None, _unix(desc.get("createdAt"))
+    return shards, template, projector, None, unix_time(desc.get("createdAt"))
 
 
 def _guess_format(layers) -> str:
@@ -272,18 +272,6 @@ def _check_known(shown: str, media_type: str) -> None:
         state = "unknown" if e is None else e.status
         raise UnsupportedModelFormatError(shown, media_type,
                                           f"{shown} has a layer of {state} media type {media_type}")
-
-
-def _unix(text) -> int:
-    if not isinstance(text, str) or not text:
-        return 0
-    try:
-        t = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return 0
-    if t.tzinfo is None:
-        t = t.replace(tzinfo=timezone.utc)
-    return int(t.timestamp())
 
 
 def _read(store, shown, digest, fn):
