@@ -25,7 +25,7 @@ from .content.descriptor import INDEX_TYPES, MANIFEST_TYPES, Descriptor, Manifes
 from .content.digest import ALGORITHM
 from .content.layout import LayoutStore, RemovalResult, is_signature_entry
 from .errors import DigestMismatchError, MdlError
-from .verify import HashCache, Report, verify_model
+from .verify import HashCache, Report, blob_matches_name, verify_model
 
 _READ_CHUNK = 1 << 20
 
@@ -203,16 +203,6 @@ def repair(store: LayoutStore, report: StoreReport | None = None) -> tuple[Store
     report = report or check_store(store)
     models = set(report.dangling_entries) | set(report.broken_models)
 
-    def still_corrupt(digest: str) -> bool:
-        try:
-            with store.open_blob(digest) as f:
-                while f.read(_READ_CHUNK):
-                    pass
-        except DigestMismatchError:
-            return True
-        except MdlError:
-            return False
-        return False
-
-    result = store.remove_damaged(report.corrupt_blobs, models, still_corrupt)
+    result = store.remove_damaged(report.corrupt_blobs, models,
+                                  lambda digest: not blob_matches_name(store, digest))
     return report, result

@@ -113,10 +113,11 @@ def _corrupt(store: LayoutStore, digest: str, e: DigestMismatchError) -> bool:
     """Whether the blob file's content does not match its name (not merely its declared size)."""
     if e.actual.startswith("sha256:"):
         return True
-    return not _matches_name(store, digest)
+    return not blob_matches_name(store, digest)
 
 
-def _matches_name(store: LayoutStore, digest: str) -> bool:
+def blob_matches_name(store: LayoutStore, digest: str) -> bool:
+    """Whether the blob file hashes to its name; True when it is gone or unreadable (not known corrupt)."""
     try:
         with store.open_blob(digest) as f:
             while f.read(_READ_CHUNK):

@@ -25,7 +25,7 @@ from ..errors import DigestMismatchError, MdlError, StoreError
 from ..reference import parse_reference
 from ..spec import mediatypes as mt
 from .descriptor import INDEX_TYPES, MANIFEST_TYPES, Descriptor, Manifest, load_json_document
-from .layout import LayoutStore
+from .layout import BlobMissingError, LayoutStore
 from .readahead import read_ahead
 from .transfer import EXISTS, SENT, BlobSource, BlobTarget, ModelSource, NoProgress, Progress
 
@@ -262,18 +262,21 @@ class StoreSource:
     def open_blob(self, desc: Descriptor, offset: int = 0) -> tuple[BinaryIO, int]:
         path = self.store.blob_path(desc.digest)
         try:
-            f = open(path, "rb", buffering=0)
+            return open_blob_file(path, desc, offset)
         except FileNotFoundError:
-            from .layout import BlobMissingError
-
             raise BlobMissingError(desc.digest) from None
         except OSError as e:
             raise StoreError(f"cannot read blob {desc.digest} at {path}: {e.strerror}",
                              "check the permissions of the store") from None
-        start = offset if 0 < offset <= desc.size else 0
-        if start:
-            f.seek(start)
-        return f, start  # type: ignore[return-value]
+
+
+def open_blob_file(path, desc: Descriptor, offset: int) -> tuple[BinaryIO, int]:
+    """A blob file opened at `offset` when that lies inside the blob, else at 0 (BlobSource.open_blob)."""
+    f = open(path, "rb", buffering=0)
+    start = offset if 0 < offset <= desc.size else 0
+    if start:
+        f.seek(start)
+    return f, start  # type: ignore[return-value]
 
 
 class StoreTarget:

@@ -40,7 +40,7 @@ from ..errors import ConflictError, DigestMismatchError, MdlError, ReferenceForm
 from ..reference import parse_reference
 from ..spec import mediatypes as mt
 from ..spec import schemas
-from .copy import COPY_BUFSIZE, StoreSource, StoreTarget, blob_kind, copy_model
+from .copy import COPY_BUFSIZE, StoreSource, StoreTarget, blob_kind, copy_model, open_blob_file
 from .descriptor import INDEX_TYPES, MANIFEST_TYPES, Descriptor, Manifest, canonical_json, load_json_document
 from .digest import ALGORITHM, digest_hex, sha256_bytes
 from .layout import DOCUMENT_LIMIT, LAYOUT_VERSION, LayoutStore
@@ -200,14 +200,10 @@ class LayoutDir:
     def open_blob(self, desc: Descriptor, offset: int = 0) -> tuple[BinaryIO, int]:
         path = self.blob_path(desc.digest)
         try:
-            f = open(path, "rb", buffering=0)
+            return open_blob_file(path, desc, offset)
         except FileNotFoundError:
             raise LayoutError(f"{self.root}: blob {desc.digest} is missing (no {path})",
                               "the layout is incomplete; save or copy it again") from None
-        start = offset if 0 < offset <= desc.size else 0
-        if start:
-            f.seek(start)
-        return f, start  # type: ignore[return-value]
 
     # -- BlobTarget --------------------------------------------------------------------------------------
 
