@@ -109,7 +109,9 @@ def _wait_ready(url: str, ca_file: str | None, process: subprocess.Popen, log: P
 
 
 def start_registry(tmp_dir: Path | str, *, htpasswd: tuple[str, str] | None = None,
-                   tls: bool = False) -> RunningRegistry:
+                   tls: bool = False, readonly: bool = False) -> RunningRegistry:
+    """`readonly`: distribution's maintenance mode (`storage.maintenance.readonly`): reads work, every
+    write (upload, manifest PUT, delete) is refused with 405 UNSUPPORTED."""
     if not os.access(REGISTRY_BIN, os.X_OK):
         pytest.skip(f"{REGISTRY_BIN} is not installed (Debian package docker-registry)")
     tmp = Path(tmp_dir)
@@ -129,6 +131,7 @@ def start_registry(tmp_dir: Path | str, *, htpasswd: tuple[str, str] | None = No
         f"    rootdirectory: {root}",
         "  delete:",
         "    enabled: true",
+        *(["  maintenance:", "    readonly:", "      enabled: true"] if readonly else []),
         "http:",
         f"  addr: {host}",
         "  secret: mdl-test-secret",

@@ -10,18 +10,11 @@ import json
 from dataclasses import asdict, dataclass, field
 
 from .content.layout import LayoutStore
+from .artifact_check import Finding, config_findings, manifest_findings
 from .errors import DigestMismatchError, MdlError
 from .spec import mediatypes as mt
-from .spec import schemas
 
 _READ_CHUNK = 1 << 20
-
-
-@dataclass(frozen=True)
-class Finding:
-    kind: str
-    path: str
-    message: str
 
 
 @dataclass
@@ -31,13 +24,14 @@ class Report:
     findings: list[Finding] = field(default_factory=list)
     blobs_checked: int = 0
     bytes_checked: int = 0
+    layers_hashed: bool = True  # False when layers were only checked for presence and size (a registry HEAD)
 
     @property
     def ok(self) -> bool:
         return not self.findings
 
-    def add(self, kind: str, path: str, message: str) -> None:
-        self.findings.append(Finding(kind, path, message))
+    def add(self, kind: str, path: str, message: str, document: str = "manifest") -> None:
+        self.findings.append(Finding(kind, path, message, document))
 
     def as_dict(self) -> dict:
         d = asdict(self)
@@ -58,19 +52,19 @@ class HashCache:
 
 def verify_model(store: LayoutStore, digest: str, *, cache: HashCache | None = None) -> Report:
     report = Report(digest, store.tags_of(digest))
-    manifest = _check_manifest(store, digest, report, cache)
+    manifest = _read_manifest(store, digest, report, cache)
     if manifest is None:
         return report
-    config = _check_config(store, manifest, report, cache)
+    doc = manifest.as_dict()
+    config = _read_config(store, manifest, report, cache)
+    report.findings += manifest_findings(doc, config)
+    if config is not None and manifest.config.media_type in mt.MODEL_CONFIGS:
+        report.findings += config_findings(config, manifest.config.media_type, manifest=doc)
     _check_layers(store, manifest, report, cache)
-    if config is not None:
-        _check_diff_ids(manifest, config, report)
-        _check_format_consistency(manifest, config, report)
-    _check_annotations(manifest, report)
     return report
 
 
-def _check_manifest(store: LayoutStore, digest: str, report: Report, cache: HashCache | None = None):
+def _read_manifest(store: LayoutStore, digest: str, report: Report, cache: HashCache | None = None):
     if not store.has_blob(digest):
         report.add("blob-missing", "$", f"manifest blob {digest} is missing from the store")
         return None
@@ -87,14 +81,6 @@ def _check_manifest(store: LayoutStore, digest: str, report: Report, cache: Hash
     _record(cache, digest, None, None)
     report.blobs_checked += 1
     report.bytes_checked += len(manifest.raw)
-    doc = manifest.as_dict()
-    profile = schemas.manifest_schema_for(manifest.config.media_type)
-    if profile is None:
-        report.add("unknown-config-type", "$.config.mediaType",
-                   f"config media type {manifest.config.media_type!r} is not a model config type")
-        profile = schemas.OCI_MANIFEST
-    for f in schemas.validate(doc, profile):
-        report.add("schema", f.path, f"manifest: {f.message}")
     return manifest
 
 
@@ -129,7 +115,7 @@ def blob_matches_name(store: LayoutStore, digest: str) -> bool:
     return True
 
 
-def _check_config(store: LayoutStore, manifest, report: Report, cache: HashCache | None = None):
+def _read_config(store: LayoutStore, manifest, report: Report, cache: HashCache | None = None):
     desc = manifest.config
     raw = _read_small_blob(store, desc.digest, desc.size, "$.config", "config", report, cache)
     if raw is None:
@@ -139,10 +125,6 @@ def _check_config(store: LayoutStore, manifest, report: Report, cache: HashCache
     except ValueError as e:
         report.add("config-invalid", "$.config", f"config blob is not JSON: {e}")
         return None
-    name = schemas.config_schema_for(desc.media_type)
-    if name is not None:
-        for f in schemas.validate(config, name):
-            report.add("schema", f"$.config{f.path[1:]}", f"config: {f.message}")
     return config
 
 
@@ -199,92 +181,66 @@ def _check_layers(store: LayoutStore, manifest, report: Report, cache: HashCache
         report.bytes_checked += layer.size
 
 
-def _diff_ids(config: dict, config_media_type: str):
-    if config_media_type in mt.DOCKER_CONFIGS:
-        return "$.config.rootfs.diff_ids", (config.get("rootfs") or {}).get("diff_ids")
-    if config_media_type in mt.MODELPACK_CONFIGS:
-        return "$.config.modelfs.diffIds", (config.get("modelfs") or {}).get("diffIds")
-    return None, None
+# ---------------------------------------------------------------------------------------------
+# a model where it lies (a registry, an OCI layout), without storing it
 
 
-def _check_diff_ids(manifest, config: dict, report: Report) -> None:
-    path, diff_ids = _diff_ids(config, manifest.config.media_type)
-    if path is None or not isinstance(diff_ids, list):
-        return  # the schema finding already says it is missing
-    layer_digests = [d.digest for d in manifest.layers]
-    if diff_ids != layer_digests:
-        report.add("diff-ids", path,
-                   f"diff_ids ({len(diff_ids)}) do not equal the layer digests ({len(layer_digests)}) in order")
+def verify_source(source, reference: str, *, deep: bool = False) -> Report:
+    """Check the model `reference` names in `source` (a `RemoteRepository` or a `LayoutDir`) in place:
+    the manifest (verified as fetched) and config against every rule, and each layer present at its
+    declared size; `deep` also streams and hashes every layer, keeping nothing (memory stays flat).
+    Errors reaching the source itself (unreachable, denied, not found) are raised, not reported."""
+    from .content.copy import read_small_blob
 
-
-def _check_format_consistency(manifest, config: dict, report: Report) -> None:
-    """The weights must be what the config says the model is (spec/docker-format.md, spec/runtime.md)."""
-    ctype = manifest.config.media_type
-    if ctype in mt.DOCKER_CONFIGS:
-        fmt = (config.get("config") or {}).get("format")
-        expected = {"gguf": mt.GGUF, "safetensors": mt.SAFETENSORS, "dduf": mt.DDUF, "diffusers": mt.DDUF}.get(fmt)
-        if expected is None:
-            return
-        if not any(d.media_type == expected for d in manifest.layers):
-            report.add("format-mismatch", "$.layers", f"config format is {fmt!r} but no layer has type {expected}")
-        if fmt == "safetensors" and ctype != mt.DOCKER_CONFIG_V02:
-            report.add("format-mismatch", "$.config.mediaType",
-                       "safetensors models need the v0.2 config, which places files by path")
-    elif ctype in mt.MODELPACK_CONFIGS:
-        fmt = ((config.get("config") or {}).get("format") or "").lower()
-        weights = [d for d in manifest.layers if (mt.modelpack_layer_kind(d.media_type) or ("",))[0] == "weight"]
-        if not weights:
-            report.add("format-mismatch", "$.layers", "a ModelPack model needs at least one weight layer")
-        elif fmt == "gguf" and not any(_filepath(d).lower().endswith(".gguf") for d in weights):
-            report.add("format-mismatch", "$.layers", "config format is 'gguf' but no weight layer is a .gguf file")
-
-
-def _filepath(desc) -> str:
-    ann = desc.annotations or {}
-    for key in mt.FILEPATH_KEYS:
-        if key in ann:
-            return ann[key]
-    return ""
-
-
-def _check_annotations(manifest, report: Report) -> None:
-    seen: dict[str, int] = {}
+    manifest = source.fetch_manifest(reference)
+    report = Report(manifest.digest, [reference], layers_hashed=deep)
+    report.blobs_checked += 1
+    report.bytes_checked += len(manifest.raw)
+    doc = manifest.as_dict()
+    config = None
+    if manifest.config is not None:
+        try:
+            config = json.loads(read_small_blob(source, manifest.config))
+            report.blobs_checked += 1
+            report.bytes_checked += manifest.config.size
+        except DigestMismatchError as e:
+            report.add("digest-mismatch", "$.config", e.message)
+        except ValueError as e:
+            report.add("config-invalid", "$.config", f"config blob is not JSON: {e}")
+        except MdlError as e:
+            report.add("blob-missing" if e.kind in ("not-found", "blob-missing", "layout") else "blob-unreadable",
+                       "$.config", f"config blob {manifest.config.digest}: {e.message}")
+    report.findings += manifest_findings(doc, config)
+    if isinstance(config, dict) and manifest.config.media_type in mt.MODEL_CONFIGS:
+        report.findings += config_findings(config, manifest.config.media_type, manifest=doc)
     for i, layer in enumerate(manifest.layers):
-        ann = layer.annotations or {}
-        for key in mt.FILEPATH_KEYS:
-            if key not in ann:
-                continue
-            path = f"$.layers[{i}].annotations.{key}"
-            problem = path_problem(ann[key])
-            if problem:
-                report.add("annotation-path", path, f"file path {ann[key]!r} {problem}")
-            elif ann[key] in seen:
-                report.add("annotation-path", path, f"file path {ann[key]!r} is also used by layer {seen[ann[key]]}")
-            else:
-                seen[ann[key]] = i
-        for key in mt.FILE_METADATA_KEYS:
-            if key not in ann:
-                continue
-            path = f"$.layers[{i}].annotations.{key}"
+        _check_source_layer(source, layer, f"$.layers[{i}]", report, deep)
+    return report
+
+
+def _check_source_layer(source, layer, path: str, report: Report, deep: bool) -> None:
+    size = source.blob_size(layer.digest)
+    if size is None:
+        report.add("blob-missing", path, f"layer blob {layer.digest} is missing")
+        return
+    if size not in (layer.size, -1):
+        report.add("size-mismatch", path, f"layer blob {layer.digest} is {size} bytes, the manifest says {layer.size}")
+        return
+    if deep:
+        from .content.digest import hash_stream
+
+        try:
+            stream, _ = source.open_blob(layer, 0)
             try:
-                value = json.loads(ann[key])
-            except ValueError:
-                report.add("file-metadata", path, "file metadata annotation is not JSON")
-                continue
-            for f in schemas.validate(value, schemas.FILE_METADATA):
-                report.add("file-metadata", path, f"file metadata {f.path}: {f.message}")
-
-
-def path_problem(filepath: str) -> str | None:
-    """Why a layer's file path could escape or confuse the directory it is unpacked into, or None."""
-    if not filepath:
-        return "is empty"
-    if "\x00" in filepath:
-        return "contains a NUL byte"
-    if "\\" in filepath:
-        return "contains a backslash"
-    if filepath.startswith("/"):
-        return "is absolute"
-    if any(segment in ("..", ".", "") for segment in filepath.split("/")):
-        return "has a '.', '..' or empty segment"
-    return None
+                actual, actual_size = hash_stream(stream, _READ_CHUNK)
+            finally:
+                stream.close()
+        except (OSError, MdlError) as e:
+            report.add("blob-unreadable", path, f"layer blob {layer.digest}: {getattr(e, 'message', None) or e}")
+            return
+        if (actual, actual_size) != (layer.digest, layer.size):
+            report.add("digest-mismatch", path,
+                       DigestMismatchError("layer blob", layer.digest, actual, layer.size, actual_size).message)
+            return
+        report.bytes_checked += layer.size
+    report.blobs_checked += 1

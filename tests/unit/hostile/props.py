@@ -29,7 +29,7 @@ from mdl.registry.auth import Authenticator
 from mdl.registry.challenge import Challenge, parse_challenges
 from mdl.spec import mediatypes as mt
 from mdl.spec import schemas
-from mdl.verify import path_problem
+from mdl.artifact_check import path_problem
 
 PEAK_LIMIT = 64 << 20
 _DIR = Path(tempfile.mkdtemp(prefix="mdl-hostile-"))

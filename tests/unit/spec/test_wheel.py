@@ -1,4 +1,5 @@
-"""The wheel carries the schemas (pyproject force-includes `schemas` as `mdl/_schemas`) and uses them."""
+"""The wheel carries the schemas, the spec and the artifact cases (pyproject force-includes them under
+`mdl/_schemas`, `mdl/_spec`, `mdl/_conformance`) and uses them."""
 
 from __future__ import annotations
 
@@ -31,6 +32,10 @@ CHECK = textwrap.dedent("""
     assert schemas.validate(cfg, schemas.config_schema_for(mediatypes.DOCKER_CONFIG_V01, written=True)) == []
     cfg["config"]["size"] = "864 B"
     assert [f.path for f in schemas.validate(cfg, schemas.DOCKER_CONFIG_WRITTEN)] == ["$.config.size"]
+    from mdl.conformance import artifacts
+    assert resources.conformance_dir().resolve().is_relative_to(root)
+    assert resources.spec_dir().resolve().is_relative_to(root)
+    assert artifacts.run_suite(artifacts.load_suite()) and artifacts.lint() == []
     print("ok", d)
 """)
 

@@ -19,6 +19,7 @@ except ImportError:  # pragma: no cover - older typer
 
 from ..errors import InternalError, MdlError
 from .common import Settings
+from .conformance import conformance_app
 from . import (df, inspect, keygen, list as list_cmd, load, login, package, prune, pull, push, rm, run, save, serve,
                sign, tag, verify)
 
@@ -50,6 +51,7 @@ app.command("run")(run.command)
 app.command("serve")(serve.command)
 app.command("keygen")(keygen.command)
 app.command("sign")(sign.command)
+app.add_typer(conformance_app, name="conformance")
 
 
 @app.callback()

@@ -23,16 +23,25 @@ def command(
     json_output: bool = JSON_OPTION,
     key: str = typer.Option(None, "--key", help="Public key (PEM): also check the model's signature "
                                                 "(in the local store, else in the registry)."),
+    remote: bool = typer.Option(False, "--remote", help="Check the model in its registry even if it is in the "
+                                                         "local store (nothing is pulled)."),
+    deep: bool = typer.Option(False, "--deep", help="Registry: also stream and hash every layer (nothing is stored)."),
     plain_http: bool = PLAIN_HTTP,
     ca_file: str = CA_FILE,
 ) -> None:
-    """Verify models: schemas, digests, sizes, diff_ids, annotations; with --key, signatures."""
+    """Verify models: schemas, digests, sizes, diff_ids, annotations; with --key, signatures.
+
+    A model not in the local store (or any with --remote/--deep) is checked in its registry without
+    pulling: manifest, config, and every layer's presence and size (HEAD); --deep hashes the layers."""
     if key is not None:
         return _verify_signed(target, key, json_output, plain_http, ca_file)
     if repair and not all_models:
         raise UsageError("--repair works on the whole store", "use `mdl verify --all --repair`")
     if not target and not all_models:
         raise UsageError("name a model or a layout directory to verify", "or use --all")
+    if all_models and (remote or deep):
+        raise UsageError("--all checks the local store; --remote and --deep check one registry model",
+                         "name the model to check in its registry")
     if target and (Path(target) / "oci-layout").is_file():
         store = LayoutStore(Path(target))
         digests = [m.digest for m in store.models()]
@@ -41,8 +50,32 @@ def command(
         return
     else:
         store = open_store()
-        digests = [store.resolve(target)]
-    reports = [verify_model(store, d) for d in digests]
+        digest = None if remote or deep else _local_digest(store, target)
+        if digest is None:
+            return _show([_verify_remote(target, deep, plain_http, ca_file)], json_output)
+        digests = [digest]
+    _show([verify_model(store, d) for d in digests], json_output)
+
+
+def _local_digest(store: LayoutStore, target: str) -> str | None:
+    try:
+        return store.resolve(target)
+    except ModelNotFoundError:
+        return None
+
+
+def _verify_remote(target: str, deep: bool, plain_http: bool, ca_file: str | None) -> Report:
+    from ..reference import parse_reference
+    from ..verify import verify_source
+
+    ref = parse_reference(target)
+    repo = RemoteOptions(plain_http, ca_file).open(ref)
+    report = verify_source(repo, ref.digest or ref.tag, deep=deep)
+    report.tags = [str(ref)]
+    return report
+
+
+def _show(reports: list[Report], json_output: bool) -> None:
     if json_output:
         print_json({"ok": all(r.ok for r in reports), "models": [r.as_dict() for r in reports]})
     else:
@@ -55,12 +88,14 @@ def command(
 def _render(r: Report) -> None:
     name = ", ".join(r.tags) or short_id(r.digest)
     if r.ok:
+        layers = "" if r.layers_hashed else " (layers checked by size; --deep hashes them)"
         print(f"OK     {name} ({short_id(r.digest)}): {r.blobs_checked} blobs, "
-              f"{format_binary_size(r.bytes_checked)} verified")
+              f"{format_binary_size(r.bytes_checked)} verified{layers}")
         return
     print(f"FAILED {name} ({short_id(r.digest)}): {len(r.findings)} finding(s)")
     for f in r.findings:
-        print(f"  [{f.kind}] {f.path}: {f.message}")
+        where = f.path if f.document == "manifest" else f"{f.document} {f.path}"
+        print(f"  [{f.kind}] {where}: {f.message}")
 
 
 def _verify_store(store: LayoutStore, json_output: bool, repair: bool) -> None:

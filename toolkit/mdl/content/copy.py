@@ -202,7 +202,7 @@ def _copy_nested(source: BlobSource, target: BlobTarget, desc: Descriptor, track
                          "this is not a model artifact mdl can copy")
     if target.has_blob(desc):
         return
-    raw = _read_small(source, desc)
+    raw = read_small_blob(source, desc)
     if desc.media_type in MANIFEST_TYPES:
         _copy_blobs(source, target, Manifest.parse(raw, desc.digest), tracker, result, concurrency, depth)
         return
@@ -218,8 +218,8 @@ def _copy_nested(source: BlobSource, target: BlobTarget, desc: Descriptor, track
                 tracker.done(child, result.blobs[child.digest])
 
 
-def _read_small(source: BlobSource, desc: Descriptor) -> bytes:
-    """A nested document's bytes, checked against its descriptor."""
+def read_small_blob(source: BlobSource, desc: Descriptor) -> bytes:
+    """A small document's bytes (a nested manifest, a config), checked against its descriptor."""
     from .digest import sha256_bytes
 
     if desc.size > _NESTED_LIMIT:
@@ -237,7 +237,7 @@ def _read_small(source: BlobSource, desc: Descriptor) -> bytes:
         stream.close()
     actual = sha256_bytes(data)
     if len(data) != desc.size or actual != desc.digest:
-        raise DigestMismatchError("manifest", desc.digest, actual, desc.size, len(data))
+        raise DigestMismatchError("blob", desc.digest, actual, desc.size, len(data))
     return data
 
 

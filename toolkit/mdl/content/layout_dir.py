@@ -208,10 +208,13 @@ class LayoutDir:
     # -- BlobTarget --------------------------------------------------------------------------------------
 
     def has_blob(self, desc: Descriptor) -> bool:
+        return self.blob_size(desc.digest) == desc.size
+
+    def blob_size(self, digest: str) -> int | None:
         try:
-            return self.blob_path(desc.digest).stat().st_size == desc.size
+            return self.blob_path(digest).stat().st_size
         except FileNotFoundError:
-            return False
+            return None
 
     def put_blob(self, desc: Descriptor, source: BlobSource, progress: Progress) -> str:
         progress.start(desc, blob_kind(desc))

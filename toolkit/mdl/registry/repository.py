@@ -326,13 +326,18 @@ class RemoteRepository:
     # -- blobs ---------------------------------------------------------------------------------------
 
     def has_blob(self, desc: Descriptor) -> bool:
-        resp = self.client.request("HEAD", self._path("blobs", desc.digest), scope=self._pull,
-                                   expected_status=(200, 404), what=f"checking blob {desc.digest} in {self.name}")
+        size = self.blob_size(desc.digest)
+        return size is not None and size in (desc.size, -1)
+
+    def blob_size(self, digest: str) -> int | None:
+        """The size a HEAD of the blob reports: None when absent, -1 when present without a Content-Length."""
+        resp = self.client.request("HEAD", self._path("blobs", digest), scope=self._pull,
+                                   expected_status=(200, 404), what=f"checking blob {digest} in {self.name}")
         resp.close()
         if resp.status_code == 404:
-            return False
+            return None
         length = resp.headers.get("Content-Length")
-        return not (length and length.isdigit() and int(length) != desc.size)
+        return int(length) if length and length.isdigit() else -1
 
     def mount_blob(self, desc: Descriptor, from_repository: str) -> bool:
         """Ask the registry to link `desc` from `from_repository`; False when it opened an upload instead."""

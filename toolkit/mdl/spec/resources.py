@@ -1,5 +1,6 @@
-"""Where the schema files are: inside an installed wheel (`mdl/_schemas`) or, in a source checkout,
-the top-level `schemas/` directory, which is the only place a schema is written."""
+"""Where the data files are: inside an installed wheel (`mdl/_schemas`, `mdl/_spec`, `mdl/_conformance`)
+or, in a source checkout, the top-level `schemas/`, `spec/` and `conformance/` directories, which are
+the only places they are written."""
 
 from __future__ import annotations
 
@@ -10,15 +11,29 @@ from pathlib import Path
 _PACKAGE_DIR = Path(__file__).resolve().parent.parent
 
 
-@cache
-def schemas_dir() -> Path:
-    installed = _PACKAGE_DIR / "_schemas"
+def _data_dir(name: str) -> Path:
+    installed = _PACKAGE_DIR / f"_{name}"
     if installed.is_dir():
         return installed
-    checkout = _PACKAGE_DIR.parent.parent / "schemas"
+    checkout = _PACKAGE_DIR.parent.parent / name
     if checkout.is_dir():
         return checkout
-    raise RuntimeError(f"mdl's schemas are missing: looked in {installed} and {checkout}")
+    raise RuntimeError(f"mdl's {name} files are missing: looked in {installed} and {checkout}")
+
+
+@cache
+def schemas_dir() -> Path:
+    return _data_dir("schemas")
+
+
+@cache
+def spec_dir() -> Path:
+    return _data_dir("spec")
+
+
+@cache
+def conformance_dir() -> Path:
+    return _data_dir("conformance")
 
 
 def load_json(name: str) -> dict:
