@@ -14,6 +14,8 @@ schema (spec/docker-format.md, spec/modelpack.md).
 from __future__ import annotations
 
 import json
+import posixpath
+import unicodedata
 from dataclasses import dataclass
 
 from .content.descriptor import Manifest
@@ -37,9 +39,10 @@ class Finding:
 # manifests
 
 
-def manifest_findings(doc, config: dict | None = None) -> list[Finding]:
+def manifest_findings(doc, config: dict | None = None, *, written: bool = False) -> list[Finding]:
     """A manifest against its profile: a model manifest (by config type), or a cosign signature
-    manifest (by artifactType); with its `config`, also the format-consistency rule."""
+    manifest (by artifactType); with its `config`, also the format-consistency rule; `written` adds
+    the rules only writers must follow."""
     if not isinstance(doc, dict):
         return [Finding("schema", "$", "a manifest is a JSON object")]
     if doc.get("artifactType") == mt.COSIGN_SIGNATURE_ARTIFACT_TYPE:
@@ -52,7 +55,7 @@ def manifest_findings(doc, config: dict | None = None) -> list[Finding]:
                            f"config media type {config_type!r} is not a model config type"))
         profile = schemas.OCI_MANIFEST
     out += _schema("manifest", doc, profile)
-    out += _annotation_findings(doc)
+    out += _annotation_findings(doc, written)
     if config is not None and isinstance(config_type, str) and not out:
         out += _format_findings(doc, config_type, config)
     return out
@@ -70,9 +73,10 @@ def effective_filepath(annotations: dict) -> str | None:
     return None
 
 
-def _annotation_findings(doc: dict) -> list[Finding]:
-    """Rules the schema cannot state: unique file paths, writer-unsafe segments, and the file metadata
-    (JSON inside a string) against its schema and the layer size (spec/annotations.md)."""
+def _annotation_findings(doc: dict, written: bool = False) -> list[Finding]:
+    """Rules the schema cannot state: unique file paths (compared as the directory they land in would
+    see them), segments only writers must avoid, and the file metadata (JSON inside a string) against
+    its schema and the layer size (spec/annotations.md)."""
     out = []
     layers = doc.get("layers")
     if not isinstance(layers, list):
@@ -86,14 +90,15 @@ def _annotation_findings(doc: dict) -> list[Finding]:
         filepath = ann.get(key) if key else None
         if isinstance(filepath, str):
             path = f"$.layers[{i}].annotations.{key}"
-            problem = path_problem(filepath)
+            problem = path_problem(filepath, written=written)
+            placed = posixpath.normpath(filepath) if not problem else None
             if problem:
                 out.append(Finding("annotation-path", path, f"file path {filepath!r} {problem}"))
-            elif filepath in seen:
+            elif placed in seen:
                 out.append(Finding("annotation-path", path,
-                                   f"file path {filepath!r} is also used by layer {seen[filepath]}"))
+                                   f"file path {filepath!r} lands where layer {seen[placed]}'s does"))
             else:
-                seen[filepath] = i
+                seen[placed] = i
         key = next((k for k in mt.FILE_METADATA_KEYS if k in ann), None)
         if key and isinstance(ann[key], str):
             out += _file_metadata_findings(ann[key], layer.get("size"), f"$.layers[{i}].annotations.{key}")
@@ -113,8 +118,9 @@ def _file_metadata_findings(text: str, layer_size, path: str) -> list[Finding]:
     return found
 
 
-def path_problem(filepath: str) -> str | None:
-    """Why a layer's file path could escape or confuse the directory it is unpacked into, or None."""
+def path_problem(filepath: str, *, written: bool = False) -> str | None:
+    """Why a layer's file path could escape or confuse the directory it is unpacked into, or None;
+    `written` adds what only writers must avoid (spec/annotations.md §2)."""
     if not filepath:
         return "is empty"
     if "\x00" in filepath:
@@ -125,8 +131,13 @@ def path_problem(filepath: str) -> str | None:
         return "contains a backslash"
     if filepath.startswith("/"):
         return "is absolute"
-    if any(segment in ("..", ".", "") for segment in filepath.split("/")):
-        return "has a '.', '..' or empty segment"
+    if ".." in filepath.split("/"):
+        return "has a '..' segment"
+    if written:
+        if any(segment in (".", "") for segment in filepath.split("/")):
+            return "has a '.' or empty segment, or a trailing '/'"
+        if unicodedata.normalize("NFC", filepath) != filepath:
+            return "is not in Unicode NFC"
     return None
 
 
@@ -171,17 +182,30 @@ def config_findings(doc, media_type: str, *, written: bool = False, manifest: di
 
 
 def _diff_id_findings(config: dict, media_type: str, manifest: dict) -> list[Finding]:
-    """diff_ids[i] == layers[i].digest: layers are never compressed (spec/docker-format.md §4.1, spec/modelpack.md §4)."""
+    """One diff ID per layer, in layer order; a diff ID is the digest of the layer uncompressed, so it
+    equals the layer digest except for compressed ModelPack layers (spec/docker-format.md §4.1,
+    spec/modelpack.md §4), whose uncompressed digest only unpacking could tell."""
+    modelfs = config.get("modelfs") or {}
     if media_type in mt.DOCKER_CONFIGS:
         path, diff_ids = "$.rootfs.diff_ids", (config.get("rootfs") or {}).get("diff_ids")
+    elif "diffIds" in modelfs:
+        path, diff_ids = "$.modelfs.diffIds", modelfs["diffIds"]
     else:
-        path, diff_ids = "$.modelfs.diffIds", (config.get("modelfs") or {}).get("diffIds")
-    layers = manifest.get("layers") if isinstance(manifest.get("layers"), list) else []
-    digests = [d.get("digest") for d in layers if isinstance(d, dict)]
-    if isinstance(diff_ids, list) and diff_ids != digests:
-        return [Finding("diff-ids", path,
-                        f"diff IDs ({len(diff_ids)}) do not equal the layer digests ({len(digests)}) in order")]
+        path, diff_ids = "$.modelfs.diff_ids", modelfs.get("diff_ids")  # the legacy spelling
+    layers = [d for d in manifest.get("layers") or [] if isinstance(d, dict)]
+    if not isinstance(diff_ids, list):
+        return []
+    if len(diff_ids) != len(layers):
+        return [Finding("diff-ids", path, f"{len(diff_ids)} diff IDs for {len(layers)} layers")]
+    for i, (diff_id, layer) in enumerate(zip(diff_ids, layers)):
+        if diff_id != layer.get("digest") and not _compressed(layer.get("mediaType")):
+            return [Finding("diff-ids", path, f"diff ID {i} is not the digest of layer {i}: the order or a digest differs")]
     return []
+
+
+def _compressed(media_type) -> bool:
+    kind = mt.modelpack_layer_kind(media_type) if isinstance(media_type, str) else None
+    return kind is not None and kind[1] not in ("raw", "tar")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -192,7 +216,7 @@ def document_findings(media_type: str, doc, *, written: bool = False, companion:
     """Every rule of the spec that applies to a document of `media_type`; `companion` is the other
     document of the artifact (the config of a manifest, or the manifest of a config)."""
     if media_type == mt.OCI_MANIFEST:
-        return manifest_findings(doc, companion)
+        return manifest_findings(doc, companion, written=written)
     if media_type in mt.MODEL_CONFIGS:
         return config_findings(doc, media_type, written=written, manifest=companion)
     if media_type == mt.OCI_INDEX:

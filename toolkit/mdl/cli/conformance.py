@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from . import conformance_artifacts, conformance_e2e
+from . import conformance_artifacts, conformance_e2e, conformance_registry
 
 conformance_app = typer.Typer(
     name="conformance",
@@ -15,3 +15,4 @@ conformance_app.command("artifacts")(conformance_artifacts.artifacts_command)
 conformance_app.command("lint")(conformance_artifacts.lint_command)
 conformance_app.command("check")(conformance_artifacts.check_command)
 conformance_app.command("e2e")(conformance_e2e.command)
+conformance_app.command("registry")(conformance_registry.command)
