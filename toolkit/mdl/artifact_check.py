@@ -101,7 +101,8 @@ def _annotation_findings(doc: dict, written: bool = False) -> list[Finding]:
                 seen[placed] = i
         key = next((k for k in mt.FILE_METADATA_KEYS if k in ann), None)
         if key and isinstance(ann[key], str):
-            out += _file_metadata_findings(ann[key], layer.get("size"), f"$.layers[{i}].annotations.{key}")
+            size = None if _archive(layer.get("mediaType")) else layer.get("size")  # a tar's size is not the file's
+            out += _file_metadata_findings(ann[key], size, f"$.layers[{i}].annotations.{key}")
     return out
 
 
@@ -201,6 +202,13 @@ def _diff_id_findings(config: dict, media_type: str, manifest: dict) -> list[Fin
         if diff_id != layer.get("digest") and not _compressed(layer.get("mediaType")):
             return [Finding("diff-ids", path, f"diff ID {i} is not the digest of layer {i}: the order or a digest differs")]
     return []
+
+
+def _archive(media_type) -> bool:
+    if media_type in (mt.VLLM_CONFIG_TAR, mt.DIR_TAR):
+        return True
+    kind = mt.modelpack_layer_kind(media_type) if isinstance(media_type, str) else None
+    return kind is not None and kind[1].startswith("tar")
 
 
 def _compressed(media_type) -> bool:
