@@ -24,20 +24,24 @@ BUF = 64 << 10
 @dataclass
 class Fault:
     """Applied to the next `times` requests whose method and path match (`path` is a regex searched in
-    the request target). One action: `status` (a canned answer, not forwarded; `headers` added),
-    `cut_after` (close both sides after that many response-body bytes), `cut_request_after` (close both
-    sides after forwarding that many request-body bytes), `stall` (seconds of silence before the response,
-    then close), `flip_at` (xor one byte of the response body at that offset)."""
+    the request target). One action: `status` (a canned answer, not forwarded; `headers` added or
+    replacing the defaults, None to leave one out; `body` instead of an OCI error body), `cut_after`
+    (close both sides after that many response-body bytes), `cut_request_after` (close both sides after
+    forwarding that many request-body bytes), `stall` (seconds of silence before the response, then
+    close), `flip_at` (xor one byte of the response body at that offset), `append` (bytes sent after the
+    response body, beyond its Content-Length; the connection stays open)."""
 
     method: str
     path: str
     times: int = 1
     status: int | None = None
     headers: dict = field(default_factory=dict)
+    body: bytes | None = None
     cut_after: int | None = None
     cut_request_after: int | None = None
     stall: float | None = None
     flip_at: int | None = None
+    append: bytes | None = None
     hits: int = 0  # how many requests it was applied to
 
     def matches(self, method: str, target: str) -> bool:
@@ -141,6 +145,7 @@ class FaultProxy:
         self.upstream = (upstream_host, upstream_port)
         self.faults: list[Fault] = []
         self.requests: list[tuple[str, str]] = []  # (method, target) of every request seen
+        self.headers: list[dict[str, str]] = []  # the request headers (lower-cased names), in the same order
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -165,9 +170,10 @@ class FaultProxy:
         with self._lock:
             self.faults.clear()
 
-    def _take(self, method: str, target: str) -> Fault | None:
+    def _take(self, method: str, target: str, headers: dict[str, str]) -> Fault | None:
         with self._lock:
             self.requests.append((method, target))
+            self.headers.append(headers)
             for f in self.faults:
                 if f.matches(method, target):
                     f.hits += 1
@@ -218,16 +224,19 @@ class FaultProxy:
                 method, target = head.split(b" ", 2)[:2]
                 method, target = method.decode(), target.decode()
                 req_headers = _headers(head)
-                fault = self._take(method, target)
+                fault = self._take(method, target, req_headers)
                 if fault is not None and fault.status is not None:
                     for _chunk in _body_chunks(creader, req_headers, no_body=False if req_headers.get(
                             "content-length") or req_headers.get("transfer-encoding") else True):
                         pass  # the request body is read and dropped
-                    extra = "".join(f"{k}: {v}\r\n" for k, v in fault.headers.items())
-                    body = b'{"errors":[{"code":"UNAVAILABLE","message":"injected fault"}]}'
-                    client.sendall((f"HTTP/1.1 {fault.status} Injected\r\nContent-Type: application/json\r\n"
-                                    f"Content-Length: {len(body)}\r\n{extra}Connection: close\r\n\r\n").encode()
-                                   + body)
+                    body = fault.body if fault.body is not None else \
+                        b'{"errors":[{"code":"UNAVAILABLE","message":"injected fault"}]}'
+                    fields = {"Content-Type": "application/json", "Content-Length": str(len(body))}
+                    fields.update(fault.headers)
+                    fields["Connection"] = "close"
+                    head = "".join(f"{k}: {v}\r\n" for k, v in fields.items() if v is not None)
+                    client.sendall(f"HTTP/1.1 {fault.status} Injected\r\n{head}\r\n".encode()
+                                   + (b"" if method == "HEAD" else body))
                     return
                 if upstream is None:
                     upstream = self._track(socket.create_connection(self.upstream, timeout=IO_TIMEOUT))
@@ -266,6 +275,8 @@ class FaultProxy:
                         chunk = bytes(b)
                     client.sendall(chunk)
                     offset += len(chunk)
+                if fault is not None and fault.append is not None:
+                    client.sendall(fault.append)
                 if not no_body and not framed:
                     return
                 if "close" in resp_headers.get("connection", "").lower() \

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import assert_clean_error
-from tests.fixtures.models import write_random_file, write_tiny_gguf
+from tests.fixtures.models import write_large_dduf, write_tiny_gguf
 from tests.integration.faultproxy import Fault, FaultProxy
 
 BIG = 12 << 20
@@ -51,18 +51,6 @@ def proxy(registry):
     p.stop()
 
 
-def _write_big_dduf(path: Path, size: int, seed: int) -> Path:
-    import zipfile
-
-    payload = path.with_suffix(".bin")
-    write_random_file(payload, size, seed=seed)
-    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED) as zf:
-        zf.writestr("model_index.json", '{"_class_name": "Pipeline"}')
-        zf.write(payload, "unet/diffusion_pytorch_model.safetensors")
-    payload.unlink()
-    return path
-
-
 def _pushed(mdl, registry, repo: str, model: Path, flag: str) -> tuple[str, str, dict]:
     """Package and push directly to the registry; (tag in the registry, manifest digest, manifest)."""
     target = f"{registry.host}/{repo}:v1"
@@ -99,7 +87,7 @@ def via(proxy, target: str) -> str:
 
 
 def test_pull_with_connections_cut_mid_blob_resumes(mdl, registry, proxy, unique_repo, tmp_path):
-    big = _write_big_dduf(tmp_path / "big.dduf", BIG, seed=11)
+    big = write_large_dduf(tmp_path / "big.dduf", BIG, seed=11)
     target, digest, man = _pushed(mdl, registry, unique_repo, big, "--dduf")
     layer = max(man["layers"], key=lambda d: d["size"])["digest"]
     cut = proxy.add(Fault("GET", f"/blobs/{layer}", cut_after=3 << 20, times=3))
@@ -173,7 +161,7 @@ def _pull_back(mdl, target: str, name: str) -> dict:
 
 
 def test_push_with_the_upload_cut_retries_or_fails_cleanly(mdl, registry, proxy, unique_repo, tmp_path):
-    big = _write_big_dduf(tmp_path / "up.dduf", 4 << 20, seed=31)
+    big = write_large_dduf(tmp_path / "up.dduf", 4 << 20, seed=31)
     local = "ai/up:v1"
     assert mdl("package", "--dduf", str(big), local).returncode == 0
     digest = json.loads(mdl("inspect", "--json", local).stdout)["id"]

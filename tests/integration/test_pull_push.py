@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import assert_clean_error
-from tests.fixtures.models import write_random_file, write_tiny_gguf
+from tests.fixtures.models import write_large_dduf, write_tiny_gguf
 
 
 def summary(proc) -> dict:
@@ -170,7 +170,7 @@ def test_manifest_failing_the_schema_is_refused(mdl, registry, unique_repo):
 def test_interrupted_pull_resumes(mdl, registry, unique_repo, tmp_path):
     """Kill a pull half-way (SIGKILL), run it again: it resumes from the partial file and verifies."""
     big = tmp_path / "big.dduf"
-    _write_big_dduf(big, 96 << 20)
+    write_large_dduf(big, 96 << 20)
     target = f"{registry.host}/{unique_repo}:big"
     assert mdl("package", "--dduf", str(big), "--push", target).returncode == 0
     fresh = other_home(mdl, "resume")
@@ -193,18 +193,6 @@ def test_interrupted_pull_resumes(mdl, registry, unique_repo, tmp_path):
     assert res["fetched"] < res["size"]  # resumed: the bytes already there were not fetched again
     assert mdl("verify", target, extra_env=fresh).returncode == 0
     assert list(ingest.glob("*")) == []
-
-
-def _write_big_dduf(path: Path, size: int) -> None:
-    """A valid DDUF (stored zip) holding one large member of seeded random bytes."""
-    import zipfile
-
-    payload = path.with_suffix(".bin")
-    write_random_file(payload, size)
-    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED) as zf:
-        zf.writestr("model_index.json", '{"_class_name": "Pipeline"}')
-        zf.write(payload, "unet/diffusion_pytorch_model.safetensors")
-    payload.unlink()
 
 
 def test_auth_registry_login_push_pull_over_tls(mdl, auth_registry, unique_repo, gguf):

@@ -10,6 +10,7 @@ A failure in phase 2 removes the blobs this run added; phase 3 cannot fail on us
 from __future__ import annotations
 
 import os
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -88,11 +89,18 @@ class _Plan:
 
 def package(store: LayoutStore, request: PackageRequest, target: Reference) -> PackageResult:
     _check_request(request)
-    plan = _plan(store, request)
-    created = request.created or datetime.now(timezone.utc)
     added: list[str] = []  # blobs this run published: dropped again if it fails before tagging
     try:
-        with store.writing():
+        with ExitStack() as held:
+            if request.from_ref:
+                # `--from` reuses a stored model's layers: hold the store for writing from the moment
+                # they are read, so a concurrent `rm` of that model cannot delete them before this
+                # package refers to them (its collection waits for `prune`).
+                held.enter_context(store.writing())
+            plan = _plan(store, request)
+            created = request.created or datetime.now(timezone.utc)
+            if not request.from_ref:
+                held.enter_context(store.writing())
             layers = _ingest(store, plan.items, request.created, added)
             config_bytes, _, manifest = artifact.build(plan.facts, layers, created, request.format)
             added.append(store.write_blob(config_bytes, expected_digest=manifest.config.digest)[0])

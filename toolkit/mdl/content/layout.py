@@ -30,6 +30,9 @@ Consistency rules:
 - Locks are `flock`s: they die with their process, so a killed process never leaves a stale lock.
   Writers hold `gc.lock` shared (`writing()`) from their first blob until their tag is written, so
   `prune` never deletes a blob that is published but not yet referenced.
+- A killed process may leave files behind: the next writer removes those nobody can use (`writing()`:
+  one-shot ingest files and partial downloads of blobs published since; `index.lock` holders: the temp
+  files of an interrupted atomic write in the root), so `prune` is not needed to clean up after a kill.
 - Nothing is held in memory in proportion to a blob: blobs are streamed through a 1 MiB buffer.
 - A resumable ingest file is named by the digest it must hash to and flock'ed by its one writer; a
   second writer of the same blob waits for the lock, then finds the blob published (or resumes the
@@ -74,6 +77,8 @@ LAYOUT_VERSION = "1.0.0"
 DOCUMENT_LIMIT = 4 << 20
 _DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 _SIG_TAG = re.compile(r":sha256-[0-9a-f]{64}\.sig$")
+_HEX32 = re.compile(r"[0-9a-f]{32}")
+_HEX64 = re.compile(r"[0-9a-f]{64}")
 
 
 class BlobMissingError(StoreError):
@@ -449,7 +454,10 @@ class ResumableWriter:
                 os.lseek(fd, self.offset, os.SEEK_SET)
             self._store._check_space(self.size - self.offset)
         except BaseException:
-            self._close()
+            if self.offset == 0:
+                self._discard()  # nothing to resume (a pull refused for want of space): leave no empty file
+            else:
+                self._close()
             raise
 
     # -- context manager -----------------------------------------------------------------------------
@@ -593,15 +601,17 @@ class LayoutStore:
         try:
             self._blobs.mkdir(parents=True, exist_ok=True)
             self._ingest.mkdir(exist_ok=True)
-            if not (self.root / "oci-layout").exists():
-                self._atomic_write(self.root / "oci-layout",
-                                   canonical_json({"imageLayoutVersion": LAYOUT_VERSION}))
-            else:
-                self._check_layout_version()
-            if not self._index.exists():
-                with _flock(self._index_lock, fcntl.LOCK_EX):
-                    if not self._index.exists():
-                        self._atomic_write(self._index, canonical_json(self._empty_index()))
+            # Both files are written under the index lock, so every temp file in the root belongs to
+            # a holder of that lock: one found while holding it was left by a killed process.
+            with _flock(self._index_lock, fcntl.LOCK_EX):
+                self._remove_temp_files()
+                if not (self.root / "oci-layout").exists():
+                    self._atomic_write(self.root / "oci-layout",
+                                       canonical_json({"imageLayoutVersion": LAYOUT_VERSION}))
+                else:
+                    self._check_layout_version()
+                if not self._index.exists():
+                    self._atomic_write(self._index, canonical_json(self._empty_index()))
         except OSError as e:
             if e.errno in _DISK_FULL:
                 raise DiskFullError(self.root) from None
@@ -637,6 +647,35 @@ class LayoutStore:
             _unlink_quiet(tmp)
             raise
         _fsync_dir(path.parent)
+
+    def _remove_temp_files(self) -> None:
+        """Delete the temp files `_atomic_write` leaves in the root when its process is killed before the
+        rename (`.index.json.<random>.tmp`, `.oci-layout.<random>.tmp`). Call only while holding the index
+        lock: every such write holds it, so any found then is a dead process's."""
+        for name in ("index.json", "oci-layout"):
+            for tmp in self.root.glob(f".{name}.*.tmp"):
+                _unlink_quiet(tmp)
+
+    def _remove_dead_ingest(self) -> None:
+        """Delete the ingest files of killed writers that no run can use: one-shot files (`<random>.part`,
+        never resumed) and resumable downloads whose blob is published already (a writer killed between
+        the publishing link and the unlink). Files a live writer holds (flock) are kept, and so are
+        partial downloads of unpublished blobs, which the next pull of that blob resumes."""
+        try:
+            names = os.listdir(self._ingest)
+        except FileNotFoundError:
+            return
+        for name in names:
+            if not name.endswith(".part"):
+                continue
+            stem = name[:-len(".part")]
+            if stem.startswith(f"{ALGORITHM}-"):
+                hexpart = stem[len(ALGORITHM) + 1:]
+                if not (_HEX64.fullmatch(hexpart) and self.has_blob(f"{ALGORITHM}:{hexpart}")):
+                    continue
+            elif not _HEX32.fullmatch(stem):
+                continue
+            _remove_if_stale(self._ingest / name)
 
     def _check_space(self, needed: int) -> None:
         free = _free_bytes(self.root if self.root.exists() else self.root.parent)
@@ -875,6 +914,7 @@ class LayoutStore:
         place and returns a value; the file is rewritten only when the list changed."""
         self._ensure_layout()
         with _flock(self._index_lock, fcntl.LOCK_EX):
+            self._remove_temp_files()  # a killed writer's; the next one cleans up after it
             entries = self._read_index()
             before = json.dumps(entries)
             result = change(entries)
@@ -1023,9 +1063,12 @@ class LayoutStore:
     @contextmanager
     def writing(self) -> Iterator[None]:
         """Hold the store for writing: `prune` waits until this ends, so blobs published under it are not
-        deleted before they are tagged. Shared: any number of writers at once."""
+        deleted before they are tagged. Shared: any number of writers at once.
+        A writer first deletes the ingest files killed writers left that nobody can resume, so a
+        command that follows a killed one leaves the ingest area clean without waiting for `prune`."""
         self._ensure_layout()
         with _flock(self._gc_lock, fcntl.LOCK_SH):
+            self._remove_dead_ingest()
             yield
 
     @contextmanager

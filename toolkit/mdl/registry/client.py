@@ -343,6 +343,16 @@ class RegistryClient:
         """The error for an unexpected response (reads a bounded body and closes the response)."""
         code, message = _error_body(resp)
         status = resp.status_code
+        if status == 401 and resp.url and not self.is_registry_origin(resp.url):
+            # Another host (a redirect target, an upload Location) wants credentials. They go only to
+            # the registry's origin, so `mdl login` cannot help: name the host that asked instead.
+            parts = urlsplit(resp.url)
+            other = (parts.hostname or "?") + (f":{parts.port}" if parts.port else "")
+            return RegistryError(self.registry, what, status, code,
+                                 f"the registry sent it on to {other}, which asks for credentials; "
+                                 f"mdl sends credentials only to {self.registry}",
+                                 "a registry may send requests only to hosts that need none of its credentials "
+                                 "(signed storage URLs); report it to the registry's operator")
         if status == 401:
             return AuthenticationError(self.registry)
         if status == 403:

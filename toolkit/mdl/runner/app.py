@@ -144,6 +144,8 @@ async def read_json(request: Request, limit: int) -> dict:
         body = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as e:
         raise ApiError(400, f"the request body is not valid JSON: {e}", code="invalid_json") from None
+    except RecursionError:  # `[[[[...` a few thousand deep: the parser's recursion limit, not a server fault
+        raise ApiError(400, "the request body is not valid JSON: nested too deeply", code="invalid_json") from None
     if not isinstance(body, dict):
         raise ApiError(400, "the request body must be a JSON object", code="invalid_json")
     return body

@@ -14,8 +14,10 @@ llama-cpp-python is imported inside `load_engine` only; `mdl` runs without it un
 
 from __future__ import annotations
 
+import json
 import logging
 import math
+import re
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -30,6 +32,15 @@ log = logging.getLogger("mdl.runner")
 DEFAULT_CONTEXT_CAP = 8192
 
 _ROLES = ("system", "user", "assistant", "tool", "developer", "function")
+
+# A `response_format` JSON schema becomes a llama.cpp grammar with every repetition written out (a
+# `minLength` of 10**9 is a billion symbols: gigabytes, then the OOM killer), and llama-cpp-python uses
+# a grammar llama.cpp's parser refuses (`maxLength` 3000 is enough) as a NULL sampler: a segfault that
+# takes the server down. So the repetitions a schema asks for are bounded in total, and llama.cpp
+# parses the grammar once before generation, where a refusal is still a 400 (`Engine._check_grammar`).
+MAX_SCHEMA_REPETITIONS = 100_000
+_REPEAT_KEYS = frozenset({"minLength", "maxLength", "minItems", "maxItems"})
+_QUANTIFIER = re.compile(r"\{\s*(\d*)\s*(?:,\s*(\d*)\s*)?\}")
 
 
 class InvalidRequestError(MdlError):
@@ -158,6 +169,32 @@ def _sampling(req: dict) -> dict:
     return out
 
 
+def _schema_repetitions(schema: Any) -> int:
+    """The total of the repetition counts a JSON schema asks for (string lengths, item counts, regex
+    quantifiers in `pattern`), as the grammar writes them out; over the limit as soon as it is known."""
+    total = 0
+    stack = [schema]
+    while stack and total <= MAX_SCHEMA_REPETITIONS:
+        node = stack.pop()
+        if isinstance(node, list):
+            stack.extend(node)
+            continue
+        if not isinstance(node, dict):
+            continue
+        for key, value in node.items():
+            if key in _REPEAT_KEYS and isinstance(value, (int, float)) and not isinstance(value, bool):
+                total += int(abs(value)) if math.isfinite(value) and abs(value) <= MAX_SCHEMA_REPETITIONS \
+                    else MAX_SCHEMA_REPETITIONS + 1
+            elif key == "pattern" and isinstance(value, str):
+                for m in _QUANTIFIER.finditer(value):
+                    for digits in m.groups():
+                        if digits:
+                            total += int(digits) if len(digits) <= 6 else MAX_SCHEMA_REPETITIONS + 1
+            elif isinstance(value, (dict, list)):
+                stack.append(value)
+    return total
+
+
 def _messages(req: dict, images: bool = False) -> list[dict]:
     msgs = req.get("messages")
     if not isinstance(msgs, list) or not msgs:
@@ -282,17 +319,45 @@ class Engine:
     def _call(self, fn, *args, _param: str = "messages", **kwargs):
         try:
             return fn(*args, **kwargs)
+        except UnicodeError as e:  # text llama.cpp cannot take (a lone surrogate escape in the JSON)
+            raise InvalidRequestError(f"the text is not valid Unicode: {e}", param=_param) from None
         except ValueError as e:
             err = self._context_error(e, _param)
             if err is not None:
                 raise err from None
             raise InvalidRequestError(str(e)) from None
 
+    def _check_grammar(self, args: dict) -> None:
+        """Refuse a `response_format` schema whose grammar would exhaust memory or that llama.cpp's
+        grammar parser refuses (see MAX_SCHEMA_REPETITIONS): both would take the process down."""
+        rf = args.get("response_format")
+        schema = rf.get("schema") if isinstance(rf, dict) else None
+        if schema is None:
+            return
+        if _schema_repetitions(schema) > MAX_SCHEMA_REPETITIONS:
+            raise InvalidRequestError(
+                f"the 'response_format' schema asks for more than {MAX_SCHEMA_REPETITIONS} repetitions "
+                "(minLength, maxLength, minItems, maxItems, pattern quantifiers together)",
+                param="response_format")
+        llama_cpp = _llama_cpp()
+        from llama_cpp import llama_grammar
+
+        try:
+            gbnf = llama_grammar.json_schema_to_gbnf(json.dumps(schema))
+        except Exception:  # noqa: BLE001 - llama-cpp-python then constrains to any JSON, as it does
+            return
+        sampler = llama_cpp.llama_sampler_init_grammar(self._llm._model.vocab, gbnf.encode("utf-8"), b"root")
+        if not sampler:
+            raise InvalidRequestError("llama.cpp cannot use the grammar of the 'response_format' schema "
+                                      "(too many repetitions or too complex)", param="response_format")
+        llama_cpp.llama_sampler_free(sampler)
+
     # -- chat ---------------------------------------------------------------------------------------
 
     def chat(self, request: dict) -> dict:
         self._for_generation()
         messages, args = _messages(request, self.vision), _sampling(request)
+        self._check_grammar(args)
         out = self._call(self._llm.create_chat_completion, messages=messages, stream=False,
                          model=_model_name(request, self.resolved), **args)
         out["model"] = _model_name(request, self.resolved)
@@ -303,6 +368,7 @@ class Engine:
         raise here, before the first chunk is returned, so a server can still answer 400."""
         self._for_generation()
         messages, args = _messages(request, self.vision), _sampling(request)
+        self._check_grammar(args)
         name = _model_name(request, self.resolved)
         include_usage = bool((request.get("stream_options") or {}).get("include_usage"))
         chunks = self._call(self._llm.create_chat_completion, messages=messages, stream=True, model=name, **args)
