@@ -58,7 +58,10 @@ def test_pull_killed_at_random_points_then_completes(model, tmp_path):
 
         res = summary(next_run(pull, with_home(env, home), where))
         assert res["digest"] == digest, where
-        assert res["fetched"] == res["size"] - kept, where  # resumed: nothing the killed run kept moved again
+        # Resumed: nothing the killed run kept moved again, except a partial config, which is small
+        # and read whole (only layers resume).
+        refetched = res["fetched"] - (res["size"] - kept)
+        assert 0 <= refetched <= manifest["config"]["size"], where + f", {refetched} kept bytes fetched again"
         next_run(verify, with_home(env, home), where)
         assert leftovers(home) == [], where
         shutil.rmtree(home)
