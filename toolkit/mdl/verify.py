@@ -25,6 +25,7 @@ class Report:
     blobs_checked: int = 0
     bytes_checked: int = 0
     layers_hashed: bool = True  # False when layers were only checked for presence and size (a registry HEAD)
+    config_media_type: str | None = None  # the manifest's, once it could be read
 
     @property
     def ok(self) -> bool:
@@ -56,6 +57,7 @@ def verify_model(store: LayoutStore, digest: str, *, cache: HashCache | None = N
     if manifest is None:
         return report
     doc = manifest.as_dict()
+    report.config_media_type = manifest.config.media_type if manifest.config else None
     config = _read_config(store, manifest, report, cache)
     report.findings += manifest_findings(doc, config)
     if config is not None and manifest.config.media_type in mt.MODEL_CONFIGS:
@@ -193,7 +195,8 @@ def verify_source(source, reference: str, *, deep: bool = False) -> Report:
     from .content.copy import read_small_blob
 
     manifest = source.fetch_manifest(reference)
-    report = Report(manifest.digest, [reference], layers_hashed=deep)
+    report = Report(manifest.digest, [reference], layers_hashed=deep,
+                    config_media_type=manifest.config.media_type if manifest.config else None)
     report.blobs_checked += 1
     report.bytes_checked += len(manifest.raw)
     doc = manifest.as_dict()

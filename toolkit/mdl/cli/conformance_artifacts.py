@@ -8,9 +8,8 @@ from pathlib import Path
 import typer
 
 from ..conformance import artifacts as suite
-from ..errors import ModelNotFoundError
 from .common import JSON_OPTION, open_store, print_json, short_id
-from .remote import CA_FILE, PLAIN_HTTP, RemoteOptions
+from .remote import CA_FILE, PLAIN_HTTP
 
 CASES = typer.Option(None, "--cases", help="Directory of case files (default: the suite shipped with mdl).")
 
@@ -66,8 +65,7 @@ def check_command(
 ) -> None:
     """Check one real artifact against every case of the suite that applies to it; exit 1 on any failure."""
     loaded = suite.load_suite(cases)
-    checked = [_verdict(report, config_type, loaded) for report, config_type in
-               _reports(target, remote, not shallow, plain_http, ca_file)]
+    checked = [_verdict(report, loaded) for report in _reports(target, remote, not shallow, plain_http, ca_file)]
     ok = all(c["ok"] for c in checked)
     if json_output:
         print_json({"ok": ok, "artifacts": checked})
@@ -79,39 +77,24 @@ def check_command(
 
 
 def _reports(target: str, remote: bool, deep: bool, plain_http: bool, ca_file: str | None):
-    """(verify report, config media type) of each artifact `target` names."""
+    """The verify report of each artifact `target` names: every model of a layout, else the model in
+    the local store (unless `remote`), else in its registry."""
     from ..content.layout_dir import LayoutDir
     from ..verify import verify_model, verify_source
+    from .verify import local_digest, verify_remote
 
     if (Path(target) / "oci-layout").is_file():
         layout = LayoutDir(target)
-        for entry in layout.read_index():
-            manifest = layout.fetch_manifest(entry["digest"])
-            yield verify_source(layout, entry["digest"], deep=True), _config_type(manifest)
-        return
+        return [verify_source(layout, entry["digest"], deep=True) for entry in layout.read_index()]
     store = open_store()
-    if not remote:
-        try:
-            digest = store.resolve(target)
-        except ModelNotFoundError:
-            digest = None
-        if digest is not None:
-            yield verify_model(store, digest), _config_type(store.manifest(digest))
-            return
-    from ..reference import parse_reference
-
-    ref = parse_reference(target)
-    repo = RemoteOptions(plain_http, ca_file).open(ref)
-    report = verify_source(repo, ref.digest or ref.tag, deep=deep)
-    report.tags = [str(ref)]
-    yield report, _config_type(repo.fetch_manifest(report.digest))
+    digest = None if remote else local_digest(store, target)
+    if digest is not None:
+        return [verify_model(store, digest)]
+    return [verify_remote(target, deep, plain_http, ca_file)]
 
 
-def _config_type(manifest) -> str | None:
-    return manifest.config.media_type if manifest.config else None
-
-
-def _verdict(report, config_type: str | None, cases: list[suite.Case]) -> dict:
+def _verdict(report, cases: list[suite.Case]) -> dict:
+    config_type = report.config_media_type
     verdicts, unmatched = suite.classify(report.findings, config_type, cases)
     failed = [v for v in verdicts if not v.passed]
     return {

@@ -50,21 +50,23 @@ def command(
         return
     else:
         store = open_store()
-        digest = None if remote or deep else _local_digest(store, target)
+        digest = None if remote or deep else local_digest(store, target)
         if digest is None:
-            return _show([_verify_remote(target, deep, plain_http, ca_file)], json_output)
+            return _show([verify_remote(target, deep, plain_http, ca_file)], json_output)
         digests = [digest]
     _show([verify_model(store, d) for d in digests], json_output)
 
 
-def _local_digest(store: LayoutStore, target: str) -> str | None:
+def local_digest(store: LayoutStore, target: str) -> str | None:
+    """The model `target` names in the local store, or None when it is not there."""
     try:
         return store.resolve(target)
     except ModelNotFoundError:
         return None
 
 
-def _verify_remote(target: str, deep: bool, plain_http: bool, ca_file: str | None) -> Report:
+def verify_remote(target: str, deep: bool, plain_http: bool, ca_file: str | None) -> Report:
+    """The model `target` names, checked in its registry without pulling it."""
     from ..reference import parse_reference
     from ..verify import verify_source
 

@@ -38,6 +38,7 @@ from pathlib import Path
 from ..content.digest import digest_hex, hash_file
 from ..content.layout import LayoutStore
 from ..artifact import unix_time
+from ..artifact_check import effective_filepath
 from ..errors import DigestMismatchError, FormatError, MdlError, UnsupportedArtifactError
 from ..formats.gguf import read_header
 from ..reference import model_id_query, parse_reference
@@ -258,11 +259,8 @@ def _guess_format(layers) -> str:
 
 
 def _filepath(d) -> str:
-    ann = d.annotations or {}
-    for key in mt.FILEPATH_KEYS:
-        if isinstance(ann.get(key), str):
-            return ann[key]
-    return ""
+    path = effective_filepath(d.annotations or {})
+    return path if isinstance(path, str) else ""
 
 
 def _check_known(shown: str, media_type: str) -> None:
