@@ -4,7 +4,7 @@ Input: the largest `vendor/llama.cpp/models/ggml-vocab-*.gguf` (by token count) 
 llama-cpp-python 0.3.36 source distribution; these are real files written by llama.cpp's converters.
 Measured in the same run, each in its own fresh Python process:
 
-- ours: `mdl.formats.gguf.describe_gguf` (median of 5), its peak RSS and tracemalloc peak;
+- ours: `mdl.formats.gguf_docker.describe_gguf` (median of 5), its peak RSS and tracemalloc peak;
 - baseline: `gguf.GGUFReader` on the same file, touching every field (median of 3), its peak RSS.
 
 Target: ours under 0.2 s. FACTS measured GGUFReader at 5.5 s / 520 MB on this kind of file.
@@ -35,7 +35,7 @@ CHILD = r"""
 import json, resource, sys, time, tracemalloc
 which, path, runs = sys.argv[1], sys.argv[2], int(sys.argv[3])
 if which == "ours":
-    from mdl.formats.gguf import describe_gguf
+    from mdl.formats.gguf_docker import describe_gguf
     def work():
         info = describe_gguf(path)
         return {"parameters": info.parameters, "keys": len(info.metadata),

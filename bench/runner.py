@@ -96,8 +96,8 @@ def main() -> None:
     import llama_cpp
     import openai
 
-    from mdl.content.layout import LayoutStore
-    from mdl.package import PackageRequest, package
+    from mdl.store import LayoutStore
+    from mdl.ops.package import PackageRequest, package
     from mdl.reference import parse_reference
     from mdl.runner import links_dir
     from mdl.runner.engine import load_engine

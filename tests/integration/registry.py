@@ -1,6 +1,6 @@
 """Start and stop a real registry (Debian's distribution 2.8.2, `/usr/bin/docker-registry`) for tests.
 
-Each registry gets its own config written here (the packaged default is unusable, FACTS.md §3):
+Each registry gets its own config written here (the packaged default is unusable, docs/notes.md §1):
 filesystem storage under the test's temp dir, 127.0.0.1 on a free port, deletes enabled, and
 optionally htpasswd auth (bcrypt) and TLS with a self-signed P-256 certificate for 127.0.0.1.
 """

@@ -118,8 +118,8 @@ def test_package_and_rm_racing_on_shared_blobs(tmp_path, source):
     """`mdl package` of B (its weights are A's: the same file, or `--from A`) while `mdl rm A` runs.
     Each round: rm succeeds; the package succeeds (or, with `--from`, fails cleanly when A is gone
     first); B, when made, has every blob; what only A needed goes, now or at the next prune."""
-    from mdl.content.layout import LayoutStore
-    from mdl.package import PackageRequest, package
+    from mdl.store import LayoutStore
+    from mdl.ops.package import PackageRequest, package
     from mdl.reference import parse_reference
 
     rng = random.Random(f"{SEED}-{source}")
@@ -161,8 +161,8 @@ def test_rm_right_after_package_from_read_the_model(tmp_path, monkeypatch):
     """The narrow end of the race above, made deterministic: `mdl rm A` runs (a real process) at the instant
     `package --from A` has read A's manifest and before it refers to A's layers. The layers stay (their
     collection is left to prune) and B is whole."""
-    import mdl.package as pkg
-    from mdl.content.layout import LayoutStore
+    import mdl.ops.package as pkg
+    from mdl.store import LayoutStore
     from mdl.reference import parse_reference
 
     files = _package_inputs(tmp_path)
@@ -191,7 +191,7 @@ def test_rm_right_after_package_from_read_the_model(tmp_path, monkeypatch):
 def test_prune_while_a_pull_runs(big_model, tmp_path):
     """`mdl prune` started at seeded points of a pull: the pull completes, prune deletes only what no model
     needs (an orphan blob, never the pull's blobs or partial files, nor another model's blobs)."""
-    from mdl.content.layout import LayoutStore
+    from mdl.store import LayoutStore
 
     target, digest, _ = big_model
     rng = random.Random(SEED + 7)

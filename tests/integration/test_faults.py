@@ -192,8 +192,8 @@ def test_push_with_503_on_the_first_digest_put_completes(mdl, registry, proxy, u
 
 
 def test_stall_longer_than_the_read_timeout_fails_in_bounded_time(proxy, shared, tmp_path, mdl):
-    from mdl.content.layout import LayoutStore
-    from mdl.pull import pull
+    from mdl.store import LayoutStore
+    from mdl.ops.pull import pull
     from mdl.reference import parse_reference
     from mdl.registry import open_repository
     from mdl.registry.errors import RegistryUnreachableError

@@ -32,8 +32,8 @@ def model(registry, tmp_path_factory):
 
 
 def test_push_killed_at_random_points_then_completes(model, registry, tmp_path):
-    from mdl.content.layout import LayoutStore
-    from mdl.pull import pull
+    from mdl.store import LayoutStore
+    from mdl.ops.pull import pull
     from mdl.reference import parse_reference
     from mdl.registry import open_repository
 

@@ -199,7 +199,7 @@ def test_chunked_upload_resumes_from_the_session_offset(repo, rec):
 def test_chunked_upload_whose_patch_answer_was_lost_restarts_cleanly(repo, rec):
     # The registry took the chunk but the answer (with the next Location) never came. distribution
     # 2.8.2 keeps the offset in the signed `_state` of the URL: asking with the stale URL answers 404
-    # and cancels the session (FACTS.md §3), so the blob starts again in a new one.
+    # and cancels the session (docs/notes.md §1), so the blob starts again in a new one.
     data, desc = random_blob(200_000)
     repo.chunk_size = 50_000
     _fail_patches(repo.client, {3}, after_sending=True)

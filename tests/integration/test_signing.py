@@ -1,6 +1,6 @@
 """`mdl keygen`, `mdl sign`, `mdl verify --key`, `mdl pull --verify-key` against the real registry (2.8.2).
 
-Each failure is asserted by its own error kind's message and exit code (toolkit/mdl/sign.py).
+Each failure is asserted by its own error kind's message and exit code (toolkit/mdl/signing/errors.py).
 """
 
 from __future__ import annotations
@@ -14,9 +14,12 @@ import pytest
 
 from mdl.content.descriptor import Descriptor
 from mdl.content.digest import sha256_bytes
+from mdl.ops.sign import _BytesSource
 from mdl.reference import parse_reference
 from mdl.registry import open_repository
-from mdl import sign as signing
+from mdl.registry.referrers import fallback_tag
+from mdl.signing.cosign import build_signature_manifest, make_payload, signature_tag
+from mdl.signing.keys import load_private_key, sign_payload
 from mdl.spec import mediatypes as mt
 from tests.conftest import assert_clean_error
 from tests.fixtures.models import write_tiny_gguf
@@ -76,13 +79,13 @@ def test_a_valid_signature_verifies(cli, registry, unique_repo, keys):
     assert got["ok"] and got["signature"]["digest"] == digest and got["signature"]["optional"] == {"team": "ml"}
     # the signature manifest: cosign's shape, subject and artifactType of the OCI 1.1 form
     repo = remote(registry, unique_repo)
-    raw, _, d = repo.fetch_manifest_bytes(signing.signature_tag(digest))
+    raw, _, d = repo.fetch_manifest_bytes(signature_tag(digest))
     doc = json.loads(raw)
     assert d == sig_digest and doc["artifactType"] == mt.COSIGN_SIGNATURE_ARTIFACT_TYPE
     assert doc["subject"]["digest"] == digest and doc["config"]["mediaType"] == mt.OCI_IMAGE_CONFIG
     [layer] = doc["layers"]
     assert layer["mediaType"] == mt.COSIGN_SIMPLESIGNING and mt.ANNOTATION_COSIGN_SIGNATURE in layer["annotations"]
-    index = json.loads(repo.fetch_manifest_bytes(signing.fallback_tag(digest))[0])
+    index = json.loads(repo.fetch_manifest_bytes(fallback_tag(digest))[0])
     assert [m["digest"] for m in index["manifests"]] == [sig_digest]
     assert index["manifests"][0]["artifactType"] == mt.COSIGN_SIGNATURE_ARTIFACT_TYPE
     # signing again with the same key adds nothing
@@ -107,7 +110,7 @@ def test_two_keys_add_two_signatures_and_either_verifies(cli, registry, unique_r
     ok(cli("sign", target, "--key", keys["alice"][0]))
     ok(cli("sign", target, "--key", keys["bob"][0]))
     ok(cli("sign", target, "--key", keys["alice"][0]))  # no third layer
-    raw = remote(registry, unique_repo).fetch_manifest_bytes(signing.signature_tag(digest))[0]
+    raw = remote(registry, unique_repo).fetch_manifest_bytes(signature_tag(digest))[0]
     assert len(json.loads(raw)["layers"]) == 2
     ok(cli("verify", target, "--key", keys["alice"][1]))
     ok(cli("verify", target, "--key", keys["bob"][1]))
@@ -116,7 +119,7 @@ def test_two_keys_add_two_signatures_and_either_verifies(cli, registry, unique_r
 def test_a_payload_altered_in_storage_is_a_digest_mismatch(cli, registry, unique_repo, keys):
     target, digest = push_model(cli, registry, unique_repo)
     ok(cli("sign", target, "--key", keys["alice"][0]))
-    raw = remote(registry, unique_repo).fetch_manifest_bytes(signing.signature_tag(digest))[0]
+    raw = remote(registry, unique_repo).fetch_manifest_bytes(signature_tag(digest))[0]
     payload_digest = json.loads(raw)["layers"][0]["digest"]
     path = registry.blob_path(payload_digest)
     data = path.read_bytes()
@@ -129,16 +132,16 @@ def test_a_payload_naming_another_digest_is_the_wrong_subject(cli, registry, uni
     target, digest = push_model(cli, registry, unique_repo)
     _, other = push_model(cli, registry, unique_repo, "other", seed=1)
     repo = remote(registry, unique_repo)
-    key = signing.load_private_key(keys["alice"][0], lambda: PW.encode())
-    payload = signing.make_payload(repo.name, other)  # signed, but for the other model
+    key = load_private_key(keys["alice"][0], lambda: PW.encode())
+    payload = make_payload(repo.name, other)  # signed, but for the other model
     layer = Descriptor(mt.COSIGN_SIMPLESIGNING, sha256_bytes(payload), len(payload),
-                       annotations={mt.ANNOTATION_COSIGN_SIGNATURE: signing.sign_payload(key, payload)})
+                       annotations={mt.ANNOTATION_COSIGN_SIGNATURE: sign_payload(key, payload)})
     raw, media_type, _ = repo.fetch_manifest_bytes(digest)
-    manifest, config = signing.build_signature_manifest(Descriptor(media_type, digest, len(raw)), [layer])
-    source = signing._BytesSource({layer.digest: payload, manifest.config.digest: config})
+    manifest, config = build_signature_manifest(Descriptor(media_type, digest, len(raw)), [layer])
+    source = _BytesSource({layer.digest: payload, manifest.config.digest: config})
     repo.put_blob(layer, source)
     repo.put_blob(manifest.config, source)
-    repo.put_manifest_bytes(manifest.raw, mt.OCI_MANIFEST, manifest.digest, [signing.signature_tag(digest)])
+    repo.put_manifest_bytes(manifest.raw, mt.OCI_MANIFEST, manifest.digest, [signature_tag(digest)])
     assert_clean_error(cli("verify", target, "--key", keys["alice"][1]), 13, f"it signs {other}", digest)
 
 
@@ -160,7 +163,7 @@ def test_stale_fallback_entries_are_pruned(cli, registry, unique_repo, keys):
     second = ok(cli("sign", target, "--key", keys["bob"][0], "--json"))
     got = json.loads(second.stdout)
     assert got["pruned"] == [first]
-    index = json.loads(repo.fetch_manifest_bytes(signing.fallback_tag(digest))[0])
+    index = json.loads(repo.fetch_manifest_bytes(fallback_tag(digest))[0])
     assert [m["digest"] for m in index["manifests"]] == [got["signature"]]
     ok(cli("verify", target, "--key", keys["bob"][1]))
     assert_clean_error(cli("verify", target, "--key", keys["alice"][1]), 11)
@@ -204,7 +207,7 @@ def test_signed_pull_stores_the_signature_and_verifies_offline_and_travels_in_sa
     ok(cli("pull", target, "--verify-key", keys["alice"][1], extra_env=fresh))
     index = json.loads((tmp_path / "fresh" / "index.json").read_text())
     names = {m["annotations"][mt.ANNOTATION_REF_NAME]: m["digest"] for m in index["manifests"]}
-    assert names[f"{registry.host}/{unique_repo}:{signing.signature_tag(digest)}"] == sig
+    assert names[f"{registry.host}/{unique_repo}:{signature_tag(digest)}"] == sig
     listing = json.loads(ok(cli("list", "--json", extra_env=fresh)).stdout)
     assert [m["id"] for m in listing] == [digest]
     registry.process.send_signal(19)  # SIGSTOP: offline from here on

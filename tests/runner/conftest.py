@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from mdl.content.layout import LayoutStore
-from mdl.package import PackageRequest, package
+from mdl.store import LayoutStore
+from mdl.ops.package import PackageRequest, package
 from mdl.reference import parse_reference
 from tests.fixtures import models
 

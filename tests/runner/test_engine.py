@@ -8,8 +8,9 @@ import sys
 import pytest
 
 from mdl.runner import links_dir
-from mdl.runner.engine import InvalidRequestError, load_engine
+from mdl.runner.engine import load_engine
 from mdl.runner.resolve import resolve_model
+from mdl.runner.validation import InvalidRequestError
 from tests.conftest import REPO_ROOT
 from tests.fixtures import models
 from tests.runner.conftest import TEMPLATE_LAYER
@@ -228,8 +229,8 @@ def test_sharded_and_modelpack_models_chat(runner_store):
 
 def test_projector_that_cannot_load_leaves_a_text_engine(tmp_path, caplog):
     """The tiny projector is not a real clip model: llama.cpp refuses it; the engine runs text-only."""
-    from mdl.content.layout import LayoutStore
-    from mdl.package import PackageRequest, package
+    from mdl.store import LayoutStore
+    from mdl.ops.package import PackageRequest, package
     from mdl.reference import parse_reference
     from tests.runner.test_resolve import _write_clip
 

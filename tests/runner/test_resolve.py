@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from mdl.errors import ModelNotFoundError
-from mdl.package import PackageRequest, package
+from mdl.ops.package import PackageRequest, package
 from mdl.reference import parse_reference
 from mdl.runner import links_dir
 from mdl.runner.resolve import (ModelDamagedError, UnsupportedModelFormatError, resolve_model, shard_name,
@@ -167,7 +167,7 @@ def _write_clip(path: Path) -> Path:
 
 @pytest.mark.parametrize("fmt", ["docker", "cncf"])
 def test_projector(tmp_path, fmt):
-    from mdl.content.layout import LayoutStore
+    from mdl.store import LayoutStore
 
     store = LayoutStore(tmp_path / "home")
     gguf_path = models.write_tiny_gguf(tmp_path / "tiny.gguf")[0]

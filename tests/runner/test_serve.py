@@ -21,10 +21,11 @@ pytest.importorskip("starlette")
 pytest.importorskip("uvicorn")
 openai = pytest.importorskip("openai")
 
-from mdl.content.layout import LayoutStore  # noqa: E402
-from mdl.package import PackageRequest, package  # noqa: E402
+from mdl.store import LayoutStore  # noqa: E402
+from mdl.ops.package import PackageRequest, package  # noqa: E402
 from mdl.reference import parse_reference  # noqa: E402
 from mdl.spec import mediatypes as mt  # noqa: E402
+from tests.conftest import assert_clean_error  # noqa: E402
 from tests.fixtures import models  # noqa: E402
 from tests.integration.registry import free_port, start_registry  # noqa: E402
 
@@ -389,14 +390,7 @@ def test_the_cli_does_not_import_the_serve_extra():
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
-def test_parse_bytes():
-    from mdl.cli.serve import parse_bytes
-    from mdl.errors import UsageError
-
-    assert parse_bytes("8GiB") == 8 << 30
-    assert parse_bytes("512mib") == 512 << 20
-    assert parse_bytes("2G") == 2 * 10**9
-    assert parse_bytes("1024") == 1024
-    assert parse_bytes(None) is None
-    with pytest.raises(UsageError):
-        parse_bytes("lots")
+def test_memory_budget_reads_sizes_like_the_other_options(mdl):
+    """--memory-budget takes mdl.sizes' rule (tests/unit/test_sizes.py); a bad value is a usage error."""
+    assert_clean_error(mdl("serve", "--memory-budget", "lots"), 2, "invalid --memory-budget 'lots'")
+    assert_clean_error(mdl("serve", "--memory-budget", "0"), 2, "invalid --memory-budget '0': must be positive")

@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from mdl.content.layout import LayoutStore
+from mdl.store import LayoutStore
 from mdl.errors import (FormatError, InputPathError, MissingShardError, ModelNotFoundError, UsageError)
-from mdl.package import PackageRequest, package
+from mdl.ops.package import PackageRequest, package
 from mdl.reference import parse_reference
 from mdl.spec import mediatypes as mt
 from mdl.spec import schemas
-from mdl.verify import verify_model
+from mdl.model_check import check_model_in_store
 from tests.fixtures.models import (write_dduf, write_hf_cache_snapshot, write_safetensors_dir,
                                    write_tiny_gguf)
 
@@ -59,7 +59,7 @@ def test_gguf_model_is_docker_v01_with_one_annotated_layer(store, tmp_path):
     assert cfg["rootfs"] == {"type": "rootfs", "diff_ids": [m.layers[0].digest]}
     assert schemas.validate(cfg, schemas.DOCKER_CONFIG_WRITTEN) == []
     assert store.resolve("ai/tiny") == result.digest
-    assert verify_model(store, result.digest).ok
+    assert check_model_in_store(store, result.digest).ok
 
 
 def test_layer_order_weights_licenses_template_mmproj(store, tmp_path):
@@ -78,7 +78,7 @@ def test_layer_order_weights_licenses_template_mmproj(store, tmp_path):
     paths = [d.annotations[mt.ANNOTATION_FILEPATH] for d in result.manifest.layers]
     assert paths == [s.name for s in shards] + ["b.txt", "LICENSE-a", "t.jinja", "proj.mmproj"]
     assert config_of(store, result)["config"]["context_size"] == 4096
-    assert verify_model(store, result.digest).ok
+    assert check_model_in_store(store, result.digest).ok
 
 
 def test_missing_shard_is_named_and_nothing_is_stored(store, tmp_path):
@@ -108,7 +108,7 @@ def test_safetensors_directory_is_v02_one_layer_per_file(store, tmp_path):
     assert kinds["sub/extra.json"] == mt.MODEL_FILE
     cfg = config_of(store, result)
     assert cfg["config"]["format"] == "safetensors"
-    assert verify_model(store, result.digest).ok
+    assert check_model_in_store(store, result.digest).ok
 
 
 def test_hugging_face_cache_snapshot_packages(store, tmp_path):
@@ -116,7 +116,7 @@ def test_hugging_face_cache_snapshot_packages(store, tmp_path):
     assert any(p.is_symlink() for p in snap.iterdir())
     result = run(store, safetensors_dir=str(snap))
     assert any(l.media_type == mt.SAFETENSORS for l in result.manifest.layers)
-    assert verify_model(store, result.digest).ok
+    assert check_model_in_store(store, result.digest).ok
 
 
 def test_symlink_out_of_the_model_directory_is_refused(store, tmp_path):
@@ -157,7 +157,7 @@ def test_cncf_format_maps_layers_and_config(store, tmp_path):
     assert cfg["descriptor"]["createdAt"] == "2025-01-02T03:04:05Z"
     assert cfg["config"]["format"] == "safetensors"
     assert cfg["modelfs"] == {"type": "layers", "diffIds": [l.digest for l in m.layers]}
-    assert verify_model(store, result.digest).ok
+    assert check_model_in_store(store, result.digest).ok
 
 
 def test_cncf_config_passes_the_upstream_schema(store, tmp_path, interop_dir):
@@ -210,7 +210,7 @@ def test_from_adds_a_license_and_context_size(store, tmp_path):
     assert [l.digest for l in result.manifest.layers[:1]] == [base.manifest.layers[0].digest]
     assert [l.media_type for l in result.manifest.layers] == [mt.GGUF, mt.LICENSE]
     assert config_of(store, result)["config"]["context_size"] == 128
-    assert verify_model(store, result.digest).ok
+    assert check_model_in_store(store, result.digest).ok
     with pytest.raises(ModelNotFoundError):
         run(store, target="ai/x", from_ref="ai/absent")
 
@@ -270,7 +270,7 @@ def test_interop_dummy_gguf_matches_docker(store, interop_dir):
     assert (cfg["format"], cfg["parameters"], cfg["architecture"], cfg["quantization"], cfg["size"]) == \
         ("gguf", "183", "llama", "Unknown", "864B")
     assert cfg["gguf"]["some.parameter.arr.i16"] == "1, 2, 3, 4"
-    assert verify_model(store, result.digest).ok
+    assert check_model_in_store(store, result.digest).ok
 
 
 def test_interop_either_shard_finds_both(store, interop_dir):

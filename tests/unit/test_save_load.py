@@ -16,14 +16,18 @@ from typer.testing import CliRunner
 
 from mdl.cli import load as load_cli
 from mdl.cli import save as save_cli
-from mdl.content import Descriptor, LayoutStore, Manifest
+from mdl.content import Descriptor, Manifest
+from mdl.store import LayoutStore
 from mdl.content.descriptor import canonical_json
-from mdl.content.layout_dir import LayoutDir, LayoutError, UnsafeArchiveError, load_layout, save_model
+from mdl.layout.common import LayoutError, UnsafeArchiveError
+from mdl.layout.dir import LayoutDir
+from mdl.ops.load import load_layout
+from mdl.ops.save import save_model
 from mdl.errors import ConflictError, DigestMismatchError, SchemaViolationError
-from mdl.package import PackageRequest, package
+from mdl.ops.package import PackageRequest, package
 from mdl.reference import parse_reference
 from mdl.spec import mediatypes as mt
-from mdl.verify import verify_model
+from mdl.model_check import check_model_in_store
 from tests.fixtures.models import write_tiny_gguf
 
 REF = "docker.io/ai/tiny:latest"
@@ -68,12 +72,12 @@ def test_save_dir_then_load(store, fresh, tmp_path):
     m = store.manifest(digest)
     assert sorted(p.name for p in (out / "blobs" / "sha256").iterdir()) == \
         sorted({d.digest[7:] for d in [*m.blob_descriptors(), m.descriptor()]})
-    assert verify_model(LayoutStore(out), digest).ok  # `mdl verify DIR` reads it
+    assert check_model_in_store(LayoutStore(out), digest).ok  # `mdl verify DIR` reads it
 
     loaded = load_layout(fresh, out)
     assert [(x.digest, x.tags) for x in loaded.models] == [(digest, [REF])]
     assert fresh.resolve("ai/tiny") == digest and fresh.manifest(digest).raw == m.raw
-    assert verify_model(fresh, digest).ok
+    assert check_model_in_store(fresh, digest).ok
     assert not (out / "ingest").exists() and not (out / "index.lock").exists()
 
 
@@ -84,14 +88,18 @@ def test_save_tar_then_load(store, fresh, tmp_path):
     assert result.format == "tar" and sorted(result.names) == sorted([REF, "localhost:5000/team/tiny:q4"])
     with tarfile.open(tmp_path / "m.tar") as tar:
         names = tar.getnames()
-        assert names == sorted(names)
+        m = store.manifest(digest)
+        blob_order = [f"blobs/sha256/{d.digest[7:]}" for d in [*dict.fromkeys(m.blob_descriptors()), m.descriptor()]]
+        # a fixed order, so the same model gives the same bytes: the copy's (config, layers, manifest),
+        # then the index, whose entries are known last
+        assert names == ["blobs", "blobs/sha256", *blob_order, "index.json", "oci-layout"]
         for info in tar.getmembers():
             assert (info.mtime, info.uid, info.gid, info.uname, info.gname) == (0, 0, 0, "", "")
             assert info.mode == (0o755 if info.isdir() else 0o644)
     loaded = load_layout(fresh, tmp_path / "m.tar")
     assert sorted(loaded.models[0].tags) == sorted(result.names)
     assert fresh.resolve("localhost:5000/team/tiny:q4") == digest
-    assert verify_model(fresh, digest).ok
+    assert check_model_in_store(fresh, digest).ok
     assert list((fresh.root / "ingest").iterdir()) == []
 
 
@@ -267,7 +275,7 @@ def test_skopeo_reads_saved_layout(store, fresh, tmp_path):
     loaded = load_layout(fresh, tmp_path / "other")
     assert [(x.digest, x.tags) for x in loaded.models] == [(digest, [REF])]
     assert fresh.manifest(digest).raw == store.manifest(digest).raw  # byte for byte
-    assert verify_model(fresh, digest).ok
+    assert check_model_in_store(fresh, digest).ok
 
     r = subprocess.run(["skopeo", "copy", "--quiet", f"oci:{tmp_path / 'saved'}:{REF}",
                         f"oci-archive:{tmp_path / 'sk.tar'}:{REF}"], capture_output=True, timeout=60)

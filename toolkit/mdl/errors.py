@@ -1,19 +1,104 @@
-"""The errors `mdl` raises on purpose.
+"""The errors `mdl` raises on purpose, and how each kind of error ends.
 
 Every error the user can cause is an `MdlError`: it has a stable `kind` (for tests, `--json` and
 the conformance suite), a one-line `message` naming the thing that is wrong, and a `hint` saying
 what to do. The CLI prints `error: <message>` and `hint: <hint>` and exits with `exit_code`; it
 shows a traceback only under `--debug`. Subclasses carry fields; their prose is built here, once.
+
+`OUTCOMES` maps every kind, wherever its class is defined, to its exit code and to the HTTP status
+and OpenAI error the runner answers with: one table, so the CLI and the runner cannot disagree and a
+new kind is a new row (tests/unit/test_errors.py fails for a kind without one).
 """
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How an error of one kind ends: the CLI's exit code, the runner's HTTP status and OpenAI error."""
+
+    exit_code: int
+    http_status: int
+    api_type: str
+    api_code: str
+
+
+_CLIENT = "invalid_request_error"
+_SERVER = "server_error"
+_AUTH = "authentication_error"
+
+OUTCOMES: dict[str, Outcome] = {
+    # kind:                  Outcome(exit code, HTTP status, OpenAI error type, OpenAI error code)
+    "error":                   Outcome(1, 500, _SERVER, "error"),
+    "internal":                Outcome(70, 500, _SERVER, "internal"),
+    "usage":                   Outcome(2, 400, _CLIENT, "invalid_value"),
+    # what the user named
+    "reference":               Outcome(2, 400, _CLIENT, "invalid_model"),
+    "not-found":               Outcome(1, 404, _CLIENT, "model_not_found"),
+    "ambiguous":               Outcome(1, 400, _CLIENT, "ambiguous_model"),
+    "conflict":                Outcome(1, 409, _CLIENT, "conflict"),
+    "input-path":              Outcome(1, 500, _SERVER, "input_path"),
+    "missing-shard":           Outcome(1, 500, _SERVER, "missing_shard"),
+    "missing-extra":           Outcome(1, 500, _SERVER, "missing_extra"),
+    "case-file":               Outcome(1, 500, _SERVER, "case_file"),
+    # what a model's bytes and documents say
+    "format":                  Outcome(1, 500, _SERVER, "model_damaged"),
+    "schema":                  Outcome(1, 500, _SERVER, "model_damaged"),
+    "digest":                  Outcome(1, 500, _SERVER, "digest"),
+    "digest-mismatch":         Outcome(1, 500, _SERVER, "model_damaged"),
+    "unsupported-artifact":    Outcome(1, 400, _CLIENT, "unsupported_model_format"),
+    # the local store and archives
+    "store":                   Outcome(1, 500, _SERVER, "store_error"),
+    "disk-full":               Outcome(1, 507, _SERVER, "disk_full"),
+    "blob-missing":            Outcome(1, 500, _SERVER, "model_damaged"),
+    "blob-too-large":          Outcome(1, 500, _SERVER, "blob_too_large"),
+    "layout":                  Outcome(1, 500, _SERVER, "layout"),
+    "unsafe-archive":          Outcome(1, 500, _SERVER, "unsafe_archive"),
+    # registries (the runner's POST /models/create pulls)
+    "unreachable":             Outcome(1, 502, _SERVER, "registry_unreachable"),
+    "auth":                    Outcome(1, 401, _AUTH, "registry_auth"),
+    "credentials":             Outcome(1, 401, _AUTH, "registry_auth"),
+    "denied":                  Outcome(1, 403, "permission_error", "registry_denied"),
+    "registry":                Outcome(1, 502, _SERVER, "registry_error"),
+    "tls":                     Outcome(1, 502, _SERVER, "registry_tls"),
+    "manifest-too-large":      Outcome(1, 500, _SERVER, "manifest_too_large"),
+    "registry-nonconformant":  Outcome(1, 500, _SERVER, "registry_nonconformant"),
+    # signatures: `mdl verify --key` exits 10-16, one code per way the check fails
+    "signature":               Outcome(10, 500, _SERVER, "signature"),
+    "unsigned":                Outcome(10, 500, _SERVER, "unsigned"),
+    "bad-signature":           Outcome(11, 500, _SERVER, "bad_signature"),
+    "payload-digest-mismatch": Outcome(12, 500, _SERVER, "model_damaged"),
+    "wrong-subject":           Outcome(13, 500, _SERVER, "wrong_subject"),
+    "key-format":              Outcome(14, 500, _SERVER, "key_format"),
+    "bad-passphrase":          Outcome(15, 500, _SERVER, "bad_passphrase"),
+    "key-permissions":         Outcome(16, 500, _SERVER, "key_permissions"),
+    # the runner
+    "invalid-request":         Outcome(1, 400, _CLIENT, "invalid_value"),
+    "unsupported-format":      Outcome(1, 400, _CLIENT, "unsupported_model_format"),
+    "model-damaged":           Outcome(1, 500, _SERVER, "model_damaged"),
+    "model-too-large":         Outcome(1, 500, _SERVER, "model_too_large"),
+    "load-failed":             Outcome(1, 500, _SERVER, "load_failed"),
+    # a failed step of `mdl conformance e2e` (StepFailure sets these per instance)
+    "findings":                Outcome(1, 500, _SERVER, "findings"),
+    "http":                    Outcome(1, 500, _SERVER, "http"),
+    "mismatch":                Outcome(1, 500, _SERVER, "mismatch"),
+    "leftover":                Outcome(1, 500, _SERVER, "leftover"),
+}
+
+
+def outcome_of(kind: str) -> Outcome:
+    """The row of `kind`; a kind without one (a bug the tests catch) ends like a plain MdlError."""
+    return OUTCOMES.get(kind, OUTCOMES["error"])
 
 
 class MdlError(Exception):
     kind = "error"
-    exit_code = 1
+    # The row of OUTCOMES when it is not `kind`'s: for a subclass that keeps its parent's kind (what
+    # callers match on) but ends differently.
+    outcome_kind: str | None = None
 
     def __init__(self, message: str, hint: str | None = None):
         super().__init__(message)
@@ -23,12 +108,19 @@ class MdlError(Exception):
     def __str__(self) -> str:
         return self.message
 
+    @property
+    def outcome(self) -> Outcome:
+        return outcome_of(self.outcome_kind or self.kind)
+
+    @property
+    def exit_code(self) -> int:
+        return self.outcome.exit_code
+
 
 class UsageError(MdlError):
     """The command line itself is wrong (conflicting or missing options)."""
 
     kind = "usage"
-    exit_code = 2
 
 
 class InputPathError(MdlError):
@@ -72,7 +164,6 @@ class FormatError(MdlError):
 
 class ReferenceFormatError(MdlError):
     kind = "reference"
-    exit_code = 2
 
     def __init__(self, reference: str, problem: str):
         self.reference = reference
@@ -167,7 +258,6 @@ class InternalError(MdlError):
     """A bug in mdl: something it produced itself fails its own checks."""
 
     kind = "internal"
-    exit_code = 70
 
     def __init__(self, message: str):
         super().__init__(f"internal error: {message}",

@@ -1,6 +1,6 @@
 """`mdl verify --all`: check the whole local store, changing nothing; `--repair` removes what is corrupt.
 
-Every model in `index.json` is checked by `verify_model`, and the store itself is checked:
+Every model in `index.json` is checked by `check_model_in_store`, and the store itself is checked:
 
 - `index-entry-missing` (failure): an index entry whose manifest (or index) blob is not in `blobs/`;
 - `blob-corrupt` (failure): a blob file whose content does not hash to its name;
@@ -17,15 +17,16 @@ is never touched.
 
 from __future__ import annotations
 
-import fcntl
 import os
 from dataclasses import asdict, dataclass, field
 
-from .content.descriptor import INDEX_TYPES, MANIFEST_TYPES, Descriptor, Manifest, load_json_document
+from .content.descriptor import MANIFEST_TYPES, Descriptor
 from .content.digest import ALGORITHM
-from .content.layout import LayoutStore, RemovalResult, is_signature_entry
+from .content.graph import reachable_digests
+from .store import LayoutStore, RemovalResult, is_signature_entry
+from .store.ingest import is_stale
 from .errors import DigestMismatchError, MdlError
-from .verify import HashCache, Report, blob_matches_name, verify_model
+from .model_check import HashCache, Report, blob_matches_name, check_model_in_store
 
 _READ_CHUNK = 1 << 20
 
@@ -84,11 +85,12 @@ def check_store(store: LayoutStore) -> StoreReport:
                        f"index entry {e.ref_name or e.digest} names {e.digest}, which is not in the store")
             report.dangling_entries.add(e.digest)
             continue
-        referenced.update(_graph(store, e.digest, e.media_type))
+        # what cannot be read is skipped here: the model check reports it
+        referenced.update(reachable_digests(Descriptor(e.media_type, e.digest, e.size), store.read_node, tolerant=True))
         # Signature manifests are not models; their blobs are still hashed with the unreferenced ones.
         if e.media_type in MANIFEST_TYPES and e.digest not in seen and not is_signature_entry(e):
             seen.add(e.digest)
-            model = verify_model(store, e.digest, cache=cache)
+            model = check_model_in_store(store, e.digest, cache=cache)
             report.models.append(model)
             if any(f.kind in ("blob-missing", "digest-mismatch") for f in model.findings):
                 report.broken_models.add(e.digest)
@@ -97,36 +99,6 @@ def check_store(store: LayoutStore) -> StoreReport:
     _check_blob_files(store, report, cache, referenced)
     _check_ingest(store, report)
     return report
-
-
-def _graph(store: LayoutStore, digest: str, media_type: str | None, depth: int = 0) -> set[str]:
-    """Digests reachable from a manifest or index (not itself), tolerating damage: what cannot be read is skipped."""
-    out: set[str] = set()
-    if depth > 8:
-        return out
-    try:
-        raw = store.read_blob(digest, what="manifest")
-        doc = load_json_document(raw, f"manifest {digest}")
-    except MdlError:
-        return out
-    if not isinstance(doc, dict):
-        return out
-    kind = doc.get("mediaType") or media_type
-    if kind in INDEX_TYPES or (kind is None and "manifests" in doc):
-        for i, d in enumerate(doc.get("manifests") or []):
-            try:
-                child = Descriptor.from_dict(d, path=f"$.manifests[{i}]")
-            except MdlError:
-                continue
-            out.add(child.digest)
-            if store.has_blob(child.digest):
-                out |= _graph(store, child.digest, child.media_type, depth + 1)
-        return out
-    try:
-        out.update(d.digest for d in Manifest.parse(raw, digest).blob_descriptors())
-    except MdlError:
-        pass
-    return out
 
 
 def _check_blob_files(store: LayoutStore, report: StoreReport, cache: HashCache, referenced: set[str]) -> None:
@@ -174,26 +146,9 @@ def _check_ingest(store: LayoutStore, report: StoreReport) -> None:
         return
     for name in names:
         p = ingest / name
-        if _is_stale(p):
+        if is_stale(p):
             report.add("stale-ingest", f"ingest/{name}",
                        f"ingest/{name} was left by a writer that stopped; `mdl prune` deletes it")
-
-
-def _is_stale(p) -> bool:
-    """Nobody holds the ingest file's lock (its writer died). Checked with a shared, non-blocking lock
-    that is released at once."""
-    try:
-        fd = os.open(p, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
-    except OSError:
-        return False
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return False
-        return True
-    finally:
-        os.close(fd)
 
 
 def repair(store: LayoutStore, report: StoreReport | None = None) -> tuple[StoreReport, RemovalResult]:

@@ -6,7 +6,7 @@ import json
 from dataclasses import dataclass
 
 from .content.descriptor import Manifest
-from .content.layout import LayoutStore
+from .store import LayoutStore
 from .formats.units import format_binary_size
 from .spec import mediatypes as mt
 

@@ -9,7 +9,8 @@ from hypothesis import strategies as st
 
 from mdl.errors import FormatError, InputPathError, MissingShardError
 from mdl.formats import gguf as gguf_reader
-from mdl.formats.gguf import GGUFArray, describe_gguf, read_header, shard_files
+from mdl.formats.gguf import GGUFArray, read_header, shard_files
+from mdl.formats.gguf_docker import describe_gguf
 from tests.fixtures import models
 
 from tests.fixtures.ggufbuild import ARR, BOOL, F32, I32, STR, U8, U32, U64, build, kv, s, small_valid

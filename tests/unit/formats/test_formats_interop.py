@@ -4,7 +4,8 @@ import hashlib
 
 import pytest
 
-from mdl.formats.gguf import describe_gguf, shard_files
+from mdl.formats.gguf import shard_files
+from mdl.formats.gguf_docker import describe_gguf
 
 EXPECTED_GGUF = {
     "some.parameter.uint8": "18",

@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 
 from mdl.content.descriptor import Manifest
 from mdl.errors import MdlError
-from mdl.formats import dduf, gguf, safetensors
+from mdl.formats import dduf, gguf, gguf_docker, safetensors
 from mdl.reference import parse_reference
 from mdl.registry.auth import Authenticator
 from mdl.registry.challenge import Challenge, parse_challenges
@@ -117,7 +117,7 @@ def check_gguf_mutation(ops) -> None:
     data, header_end = tiny_gguf()
     p = _file("m.gguf", mutate(data, [(k, min(at, header_end), a) for k, at, a in ops]))
     bounded(gguf.read_header, p)
-    bounded(gguf.describe_gguf, p)
+    bounded(gguf_docker.describe_gguf, p)
 
 
 _GGUF_VALUE_TYPES = st.integers(0, 15)

@@ -1,8 +1,8 @@
 """The typer app and its single error boundary.
 
 Every command runs inside `main()`: an `MdlError` prints `error: …` and `hint: …` on stderr and
-exits with the error's code; anything else is a bug and says so in one line. `--debug` (anywhere on
-the command line, or MDL_DEBUG=1) re-raises with the traceback instead.
+exits with the code of its kind (mdl.errors.OUTCOMES); anything else is a bug and says so in one
+line. `--debug` (anywhere on the command line, or MDL_DEBUG=1) re-raises with the traceback instead.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ except ImportError:  # pragma: no cover - older typer
     from click import ClickException
 
 from ..errors import InternalError, MdlError
-from .common import Settings
+from .common import Settings, report_error
 from .conformance import conformance_app
 from . import (df, inspect, keygen, list as list_cmd, load, login, package, prune, pull, push, rm, run, save, serve,
                sign, tag, verify)
@@ -61,13 +61,6 @@ def _root(
     """mdl: models as OCI artifacts."""
 
 
-def _report(error: MdlError) -> int:
-    print(f"error: {error.message}", file=sys.stderr)
-    if error.hint:
-        print(f"hint: {error.hint}", file=sys.stderr)
-    return error.exit_code
-
-
 def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args or os.environ.get("MDL_DEBUG") == "1"
@@ -91,13 +84,13 @@ def main(argv: list[str] | None = None) -> int:
     except MdlError as e:
         if debug:
             raise
-        return _report(e)
+        return report_error(e)
     except BrokenPipeError:
         return 0
     except Exception as e:  # a bug: one line, not a traceback, unless --debug
         if debug:
             raise
-        return _report(InternalError(f"{type(e).__name__}: {e}"))
+        return report_error(InternalError(f"{type(e).__name__}: {e}"))
 
 
 def entry() -> None:

@@ -79,18 +79,16 @@ def check_command(
 def _reports(target: str, remote: bool, deep: bool, plain_http: bool, ca_file: str | None):
     """The verify report of each artifact `target` names: every model of a layout, else the model in
     the local store (unless `remote`), else in its registry."""
-    from ..content.layout_dir import LayoutDir
-    from ..verify import verify_model, verify_source
-    from .verify import local_digest, verify_remote
+    from ..layout.dir import LayoutDir
+    from ..model_check import check_model_in_source
+    from ..ops.verify import verify
+    from .remote import RemoteOptions
 
     if (Path(target) / "oci-layout").is_file():
         layout = LayoutDir(target)
-        return [verify_source(layout, entry["digest"], deep=True) for entry in layout.read_index()]
-    store = open_store()
-    digest = None if remote else local_digest(store, target)
-    if digest is not None:
-        return [verify_model(store, digest)]
-    return [verify_remote(target, deep, plain_http, ca_file)]
+        return [check_model_in_source(layout, entry["digest"], deep=True) for entry in layout.read_index()]
+    return verify(open_store(), target, open_repository=RemoteOptions(plain_http, ca_file).open, remote=remote,
+                  deep=deep).reports
 
 
 def _verdict(report, cases: list[suite.Case]) -> dict:

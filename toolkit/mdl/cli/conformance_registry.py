@@ -3,31 +3,23 @@
 from __future__ import annotations
 
 import os
-import re
 import sys
 
 import typer
 
-from ..conformance.registry import (FULL_BLOB_SIZE, MIB, QUICK_BLOB_SIZE, RegistryNonconformantError,
+from ..conformance.registry import (FULL_BLOB_SIZE, QUICK_BLOB_SIZE, RegistryNonconformantError,
                                     run_registry_conformance)
+from ..conformance.registry_framework import MIB
 from ..conformance.report import result_line, summary, to_json, write_reports
 from ..errors import UsageError
+from ..sizes import SIZE_RULE, parse_size
 from .common import JSON_OPTION, debug_log
 from .remote import CA_FILE, PLAIN_HTTP
 
-_SIZE = re.compile(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([A-Za-z]*)\s*")
-_UNITS = {"": MIB, "b": 1, "k": 1 << 10, "kib": 1 << 10, "kb": 1000, "m": MIB, "mib": MIB, "mb": 1000 ** 2,
-          "g": 1 << 30, "gib": 1 << 30, "gb": 1000 ** 3, "t": 1 << 40, "tib": 1 << 40, "tb": 1000 ** 4}
-
 
 def parse_blob_size(text: str) -> int:
-    """`--blob-size`: a number of MiB (`64`), or a number with a unit (`512MiB`, `1GiB`, `100MB`)."""
-    m = _SIZE.fullmatch(text or "")
-    unit = m.group(2).lower() if m else ""
-    if not m or unit not in _UNITS:
-        raise UsageError(f"invalid --blob-size {text!r}",
-                         "give MiB as a number (64) or a size with a unit: B, KiB, MiB, GiB, KB, MB, GB")
-    size = int(float(m.group(1)) * _UNITS[unit])
+    """`--blob-size` in bytes, by mdl.sizes' rule; a large-blob check needs at least 2 MiB."""
+    size = parse_size(text, "--blob-size")
     if size < 2 * MIB:
         raise UsageError(f"--blob-size {text!r} is under 2 MiB", "a large-blob check needs at least 2 MiB")
     return size
@@ -38,7 +30,7 @@ def command(
                                  help="The registry, and the namespace to create the test repositories under."),
     quick: bool = typer.Option(False, "--quick", help="A 64 MiB large blob instead of 1 GiB."),
     blob_size: str = typer.Option(None, "--blob-size",
-                                  help="Size of the large blob: MiB, or with a unit (512MiB, 2GiB)."),
+                                  help=f"Size of the large blob: {SIZE_RULE}."),
     report_dir: str = typer.Option(None, "--report-dir",
                                    help="Write registry-report.json and registry-junit.xml here."),
     check: list[str] = typer.Option(None, "--check",

@@ -9,7 +9,7 @@ import sys
 import typer
 
 from ..errors import UsageError
-from ..sign import write_keypair
+from ..signing.keys import write_keypair
 
 
 def read_new_password() -> bytes:

@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from ..content.layout_dir import load_layout
+from ..ops.load import load_layout
 from .common import JSON_OPTION, open_store, print_json, short_id
 from .progress import choose_mode, make_progress
 

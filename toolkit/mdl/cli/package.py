@@ -10,11 +10,13 @@ import typer
 
 from ..errors import UsageError
 from ..formats.units import format_binary_size
-from ..package import PackageRequest, package
+from ..ops.package import PackageRequest, package
 from ..reference import parse_reference
 from .common import JSON_OPTION, open_store, print_json, short_id
-from .push import push_and_report
+from .progress import choose_mode, make_progress
+from .push import render_push
 from .remote import CA_FILE, CHUNK_SIZE, CONCURRENCY, PLAIN_HTTP, RemoteOptions
+from .sign import key_password
 
 
 def command(
@@ -49,22 +51,18 @@ def command(
     ref = parse_reference(target)
     if ref.digest:
         raise UsageError(f"cannot package into a digest reference: {target}", "give a name and tag, e.g. org/model:v1")
-    signing_key = None
-    if sign_key is not None:
-        if not push:
-            raise UsageError("--sign-key signs what --push pushed", "add --push, or sign later with `mdl sign`")
-        from ..sign import load_private_key
-        from .sign import key_password
-        signing_key = load_private_key(sign_key, key_password)  # a bad key fails before any work
-    store = open_store()
-    result = package(store, request, ref)
-    if push:
-        options = RemoteOptions(plain_http, ca_file, concurrency, chunk_size)
-        push_and_report(store, result.digest, ref, options, json_output, quiet)
-        if signing_key is not None:
-            from ..sign import sign_remote
-            signed = sign_remote(options.open(ref), result.digest, signing_key)
-            print(f"Signed {signed.reference}: signature {signed.signature_manifest}", file=sys.stderr)
+    push_to = RemoteOptions(plain_http, ca_file, concurrency, chunk_size).open(ref) if push else None
+    progress = make_progress(choose_mode(json_output, quiet, sys.stderr.isatty())) if push else None
+    try:
+        result = package(open_store(), request, ref, push_to=push_to, sign_key=sign_key, key_password=key_password,
+                         concurrency=concurrency, progress=progress)
+    finally:
+        if progress is not None:
+            progress.close()
+    if result.pushed is not None:
+        render_push(result.pushed, json_output, quiet)
+        if result.signed is not None:
+            print(f"Signed {result.signed.reference}: signature {result.signed.signature_manifest}", file=sys.stderr)
         return
     if json_output:
         print_json({"reference": result.reference, "digest": result.digest, "id": short_id(result.digest),

@@ -163,7 +163,8 @@ class TtyProgress:
 
     def close(self) -> None:
         with self._lock:
-            self._draw(force=True)
+            if self._lines or self._active or self._finished:  # nothing started: draw no empty total
+                self._draw(force=True)
 
     def _bar(self, done: int, size: int) -> str:
         frac = 1.0 if size <= 0 else min(1.0, done / size)

@@ -8,8 +8,8 @@ import sys
 import typer
 
 from ..formats.units import format_binary_size
-from ..pull import pull
-from ..reference import Reference, parse_reference
+from ..ops.pull import pull
+from ..reference import parse_reference
 from .common import JSON_OPTION, QUIET_OPTION, open_store
 from .progress import choose_mode, make_progress
 from .remote import CA_FILE, CONCURRENCY, PLAIN_HTTP, RemoteOptions
@@ -27,24 +27,12 @@ def command(
 ) -> None:
     """Pull a model from a registry."""
     ref = parse_reference(reference)
-    public = None
-    if verify_key is not None:
-        from ..sign import load_public_key
-        public = load_public_key(verify_key)
     repo = RemoteOptions(plain_http, ca_file, concurrency).open(ref)
-    verified = None
-    if public is not None:
-        from ..sign import verify_remote
-        verified = verify_remote(repo, ref, public, verify_key)  # before anything reaches the store
-        ref = Reference(ref.registry, ref.repository, ref.tag, verified.digest)  # pull what was verified
     progress = make_progress(choose_mode(json_output, quiet, sys.stderr.isatty()))
     try:
-        result = pull(open_store(), repo, ref, concurrency=concurrency, progress=progress)
+        result = pull(open_store(), repo, ref, concurrency=concurrency, progress=progress, verify_key=verify_key)
     finally:
         progress.close()
-    if verified is not None:
-        from ..sign import store_signatures
-        store_signatures(open_store(), repo, ref, verified)
     summary = {"event": "summary", "reference": result.reference, "digest": result.digest, "size": result.size,
                "fetched": result.fetched, "layers": len(result.outcomes) - 1, "blobs": result.outcomes}
     if json_output:

@@ -8,8 +8,8 @@ import sys
 import typer
 
 from ..formats.units import format_binary_size
-from ..push import mount_candidates, push
-from ..reference import Reference, parse_reference
+from ..ops.push import PushResult, push
+from ..reference import parse_reference
 from .common import JSON_OPTION, QUIET_OPTION, open_store
 from .progress import choose_mode, make_progress
 from .remote import CA_FILE, CHUNK_SIZE, CONCURRENCY, PLAIN_HTTP, RemoteOptions
@@ -26,21 +26,18 @@ def command(
     quiet: bool = QUIET_OPTION,
 ) -> None:
     """Push a model to a registry."""
-    store = open_store()
-    push_and_report(store, reference, parse_reference(target or reference),
-                    RemoteOptions(plain_http, ca_file, concurrency, chunk_size), json_output, quiet)
-
-
-def push_and_report(store, source: str, target: Reference, options: RemoteOptions, json_output: bool,
-                    quiet: bool) -> None:
-    """Shared by `push` and `package --push`: push, then print `TARGET@sha256:...` or a summary."""
-    repo = options.open(target)
-    repo.mount_from = mount_candidates(store, store.resolve(source), target)
+    target_ref = parse_reference(target or reference)
+    repo = RemoteOptions(plain_http, ca_file, concurrency, chunk_size).open(target_ref)
     progress = make_progress(choose_mode(json_output, quiet, sys.stderr.isatty()))
     try:
-        result = push(store, repo, source, target, concurrency=options.concurrency, progress=progress)
+        result = push(open_store(), repo, reference, target_ref, concurrency=concurrency, progress=progress)
     finally:
         progress.close()
+    render_push(result, json_output, quiet)
+
+
+def render_push(result: PushResult, json_output: bool, quiet: bool) -> None:
+    """`TARGET@sha256:...`, or a JSON summary; shared by `push` and `package --push`."""
     if json_output:
         print(json.dumps({"event": "summary", "reference": result.reference, "digest": result.digest,
                           "size": result.size, "sent": result.sent, "layers": len(result.outcomes) - 1,

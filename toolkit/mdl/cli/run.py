@@ -13,6 +13,9 @@ from typing import Optional
 import typer
 
 from ..errors import UsageError
+from ..runner import links_dir
+from ..runner.scheduler import Scheduler
+from ..runner.validation import InvalidRequestError
 from .common import debug_log, open_store
 
 BYE = "/bye"
@@ -33,9 +36,6 @@ def command(
     for name, value in (("--threads", threads), ("--context-size", context_size), ("--max-tokens", max_tokens)):
         if value is not None and value < 1:
             raise UsageError(f"{name} must be a positive number, got {value}")
-    from ..runner import links_dir
-    from ..runner.scheduler import Scheduler
-
     store = open_store()
     scheduler = Scheduler(store, links_dir(store), max_models=1, n_threads=threads, n_ctx=context_size)
     params: dict = {}
@@ -78,8 +78,6 @@ def _answer(engine, reference: str, messages: list[dict], params: dict) -> str:
 
 
 def _chat(engine, reference: str, history: list[dict], params: dict) -> None:
-    from ..runner.engine import InvalidRequestError
-
     interactive = sys.stdin.isatty()
     if interactive:
         print(f"Chatting with {reference}. Send {BYE} to leave.", file=sys.stderr)

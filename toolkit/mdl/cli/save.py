@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from ..content.layout_dir import save_model
+from ..ops.save import save_model
 from ..formats.units import format_binary_size
 from .common import JSON_OPTION, open_store, print_json, short_id
 from .progress import choose_mode, make_progress

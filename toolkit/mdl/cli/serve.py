@@ -9,39 +9,25 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import os
-import re
 import signal
 import sys
+import threading
 
 import typer
 
-from ..errors import MdlError, MissingExtraError, UsageError
-from .common import Settings, open_store
+from ..errors import MdlError, MissingExtraError
+from ..runner import links_dir
+from ..runner.scheduler import Scheduler
+from ..sizes import SIZE_RULE, parse_size
+from .common import Settings, open_store, report_error
 
 _EXTRA_MODULES = {"llama_cpp": "llama-cpp-python", "starlette": "starlette", "uvicorn": "uvicorn"}
-
-_UNITS = {"": 1, "b": 1, "k": 10**3, "kb": 10**3, "m": 10**6, "mb": 10**6, "g": 10**9, "gb": 10**9,
-          "t": 10**12, "tb": 10**12, "ki": 1 << 10, "kib": 1 << 10, "mi": 1 << 20, "mib": 1 << 20,
-          "gi": 1 << 30, "gib": 1 << 30, "ti": 1 << 40, "tib": 1 << 40}
 
 
 def check_serve_extra() -> None:
     missing = [pkg for mod, pkg in _EXTRA_MODULES.items() if importlib.util.find_spec(mod) is None]
     if missing:
         raise MissingExtraError(missing)
-
-
-def parse_bytes(text: str | None) -> int | None:
-    """`8GiB`, `512MiB`, `2G`, `1.5GB`, `1073741824` -> bytes; None or empty -> None."""
-    if text is None or not str(text).strip():
-        return None
-    m = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([A-Za-z]*)\s*", str(text))
-    if not m or m.group(2).lower() not in _UNITS:
-        raise UsageError(f"invalid size {text!r}", "give bytes, optionally with a unit: 8GiB, 512MiB, 2GB")
-    value = int(float(m.group(1)) * _UNITS[m.group(2).lower()])
-    if value <= 0:
-        raise UsageError(f"invalid size {text!r}: must be positive", "e.g. --memory-budget 8GiB")
-    return value
 
 
 def reap_interval_for(idle_timeout: float | None) -> float | None:
@@ -55,21 +41,19 @@ def command(
     port: int = typer.Option(12434, "--port", min=0, max=65535, help="Port to listen on (0: any free port)."),
     max_models: int = typer.Option(1, "--max-models", min=1, help="Models kept loaded at once."),
     memory_budget: str = typer.Option(None, "--memory-budget",
-                                      help="Most bytes of weights kept loaded, e.g. 8GiB (default: no limit)."),
+                                      help=f"Most bytes of weights kept loaded (default: no limit): {SIZE_RULE}."),
     idle_timeout: float = typer.Option(None, "--idle-timeout", min=0,
                                        help="Unload a model unused for this many seconds."),
     threads: int = typer.Option(None, "--threads", min=1, help="CPU threads per model (default: llama.cpp's)."),
 ) -> None:
     """Serve local models over an OpenAI-compatible HTTP API (Docker Model Runner's paths)."""
     check_serve_extra()
-    budget = parse_bytes(memory_budget)
+    budget = parse_size(memory_budget, "--memory-budget") if memory_budget else None
     store = open_store()
 
     import uvicorn
 
-    from ..runner import links_dir
     from ..runner.app import create_app
-    from ..runner.scheduler import Scheduler
 
     scheduler = Scheduler(store, links_dir(store), max_models=max_models, memory_budget=budget,
                           idle_timeout=idle_timeout or None, n_threads=threads)
@@ -104,8 +88,6 @@ class _Server:
 
             @contextlib.contextmanager
             def capture_signals(self):
-                import threading
-
                 if threading.current_thread() is not threading.main_thread():
                     yield
                     return
@@ -139,12 +121,10 @@ class _Server:
 
 
 if __name__ == "__main__":  # `python -m mdl.cli.serve ...`, before the command is registered
-    from .app import _report
-
     _app = typer.Typer(add_completion=False)
     _app.command()(command)
     try:
         _app(args=sys.argv[1:], prog_name="mdl serve", standalone_mode=False)
     except MdlError as _e:
-        sys.exit(_report(_e))
+        sys.exit(report_error(_e))
     sys.exit(0)

@@ -9,8 +9,8 @@ import sys
 import typer
 
 from ..errors import UsageError
+from ..ops.sign import sign
 from ..reference import parse_reference
-from ..sign import load_private_key, sign_remote
 from .common import JSON_OPTION, print_json
 from .remote import CA_FILE, PLAIN_HTTP, RemoteOptions
 
@@ -46,9 +46,8 @@ def command(
     """Sign a model in a registry; prints the signature manifest's digest."""
     annotations = parse_annotations(annotation)
     ref = parse_reference(reference)
-    private = load_private_key(key, key_password)  # before any network traffic
     repo = RemoteOptions(plain_http, ca_file).open(ref)
-    result = sign_remote(repo, ref.digest or ref.tag, private, annotations)
+    result = sign(repo, ref.digest or ref.tag, key, password=key_password, annotations=annotations)
     if json_output:
         print_json({"reference": result.reference, "digest": result.digest,
                     "signature": result.signature_manifest, "added": result.added, "pruned": result.pruned})

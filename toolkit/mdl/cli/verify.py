@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import typer
 
-from ..content.layout import LayoutStore
-from ..errors import ModelNotFoundError, UsageError
+from ..errors import UsageError
 from ..formats.units import format_binary_size
-from ..store_check import check_store, repair as repair_store
-from ..verify import Report, verify_model
+from ..model_check import Report
+from ..ops.verify import StoreVerification, Verification, is_layout_dir, verify, verify_store
 from .common import JSON_OPTION, open_store, print_json, short_id
 from .remote import CA_FILE, PLAIN_HTTP, RemoteOptions
 
@@ -33,57 +30,37 @@ def command(
 
     A model not in the local store (or any with --remote/--deep) is checked in its registry without
     pulling: manifest, config, and every layer's presence and size (HEAD); --deep hashes the layers."""
-    if key is not None:
-        return _verify_signed(target, key, json_output, plain_http, ca_file)
-    if repair and not all_models:
-        raise UsageError("--repair works on the whole store", "use `mdl verify --all --repair`")
-    if not target and not all_models:
-        raise UsageError("name a model or a layout directory to verify", "or use --all")
-    if all_models and (remote or deep):
-        raise UsageError("--all checks the local store; --remote and --deep check one registry model",
-                         "name the model to check in its registry")
-    if target and (Path(target) / "oci-layout").is_file():
-        store = LayoutStore(Path(target))
-        digests = [m.digest for m in store.models()]
-    elif all_models:
-        _verify_store(open_store(), json_output, repair)
-        return
+    if key is not None:  # a signature check names one model; --all, --repair, --remote, --deep do not apply
+        if not target:
+            raise UsageError("--key needs a model to verify", "name a model reference")
     else:
-        store = open_store()
-        digest = None if remote or deep else local_digest(store, target)
-        if digest is None:
-            return _show([verify_remote(target, deep, plain_http, ca_file)], json_output)
-        digests = [digest]
-    _show([verify_model(store, d) for d in digests], json_output)
+        if repair and not all_models:
+            raise UsageError("--repair works on the whole store", "use `mdl verify --all --repair`")
+        if not target and not all_models:
+            raise UsageError("name a model or a layout directory to verify", "or use --all")
+        if all_models and (remote or deep):
+            raise UsageError("--all checks the local store; --remote and --deep check one registry model",
+                             "name the model to check in its registry")
+        if all_models and not is_layout_dir(target):
+            return _show_store(verify_store(open_store(), repair=repair), json_output, repair)
+    result = verify(open_store(), target, open_repository=RemoteOptions(plain_http, ca_file).open, key=key,
+                    remote=remote or deep, deep=deep)
+    _show(result, key, json_output)
 
 
-def local_digest(store: LayoutStore, target: str) -> str | None:
-    """The model `target` names in the local store, or None when it is not there."""
-    try:
-        return store.resolve(target)
-    except ModelNotFoundError:
-        return None
-
-
-def verify_remote(target: str, deep: bool, plain_http: bool, ca_file: str | None) -> Report:
-    """The model `target` names, checked in its registry without pulling it."""
-    from ..reference import parse_reference
-    from ..verify import verify_source
-
-    ref = parse_reference(target)
-    repo = RemoteOptions(plain_http, ca_file).open(ref)
-    report = verify_source(repo, ref.digest or ref.tag, deep=deep)
-    report.tags = [str(ref)]
-    return report
-
-
-def _show(reports: list[Report], json_output: bool) -> None:
+def _show(result: Verification, key: str | None, json_output: bool) -> None:
     if json_output:
-        print_json({"ok": all(r.ok for r in reports), "models": [r.as_dict() for r in reports]})
+        doc = {"ok": result.ok}
+        if result.signature is not None:
+            doc["signature"] = result.signature.as_dict()
+        print_json(doc | {"models": [r.as_dict() for r in result.reports]})
     else:
-        for r in reports:
+        if result.signature is not None:
+            print(f"OK     signature of {result.signature.subject} ({short_id(result.signature.digest)}) "
+                  f"verifies with {key}")
+        for r in result.reports:
             _render(r)
-    if not all(r.ok for r in reports):
+    if not result.ok:
         raise typer.Exit(1)
 
 
@@ -100,9 +77,8 @@ def _render(r: Report) -> None:
         print(f"  [{f.kind}] {where}: {f.message}")
 
 
-def _verify_store(store: LayoutStore, json_output: bool, repair: bool) -> None:
-    report = check_store(store)
-    removed = repair_store(store, report)[1] if repair and not report.ok else None
+def _show_store(result: StoreVerification, json_output: bool, repair: bool) -> None:
+    report, removed = result.report, result.removed
     if json_output:
         doc = report.as_dict()
         if repair:
@@ -124,46 +100,5 @@ def _verify_store(store: LayoutStore, json_output: bool, repair: bool) -> None:
                 print(f"Removed model: {d}")
             for d in removed.deleted_blobs:
                 print(f"Deleted blob: {d}")
-    if not report.ok and (removed is None or _unrepaired(report, removed)):
-        raise typer.Exit(1)
-
-
-def _unrepaired(report, removed) -> bool:
-    """Failures --repair did not remove (e.g. a schema finding in an intact model)."""
-    gone = set(removed.removed_models)
-    return (any(not r.ok and r.digest not in gone for r in report.models)
-            or any(f.severity == "error" and f.kind not in ("blob-corrupt", "index-entry-missing")
-                   for f in report.findings))
-
-
-def _verify_signed(target: str | None, key: str, json_output: bool, plain_http: bool, ca_file: str | None) -> None:
-    """The signature first (spec/signing.md), then the artifact checks when the model is local."""
-    from ..reference import parse_reference
-    from ..sign import load_public_key, local_signature_names, verify_local, verify_remote
-
-    if not target:
-        raise UsageError("--key needs a model to verify", "name a model reference")
-    public = load_public_key(key)
-    store = open_store()
-    try:
-        digest = store.resolve(target)
-    except ModelNotFoundError:
-        digest = None
-    if digest is not None and local_signature_names(store, digest):
-        verified = verify_local(store, target, digest, public, key)  # offline
-    else:  # not local, or local without its signatures: ask the registry
-        ref = parse_reference(target)
-        repo = RemoteOptions(plain_http, ca_file).open(ref)
-        verified = verify_remote(repo, ref, public, key)
-        if digest is not None and verified.digest != digest:
-            digest = None  # the local copy is another manifest: only the registry's was verified
-    reports = [verify_model(store, digest)] if digest is not None else []
-    ok = all(r.ok for r in reports)
-    if json_output:
-        print_json({"ok": ok, "signature": verified.as_dict(), "models": [r.as_dict() for r in reports]})
-    else:
-        print(f"OK     signature of {verified.subject} ({short_id(verified.digest)}) verifies with {key}")
-        for r in reports:
-            _render(r)
-    if not ok:
+    if not result.ok:
         raise typer.Exit(1)

@@ -50,7 +50,7 @@ CONTEXT_LENGTH = 256  # the generated model's; what the runner's context_for pic
 CREATED = datetime(2025, 1, 1, tzinfo=timezone.utc)  # reproducible packages: same digests every run
 CHAT_MESSAGES = [{"role": "user", "content": "hello world"}]
 SAMPLING = {"temperature": 0, "seed": 1234, "max_tokens": 16}
-N_THREADS = 1  # FACTS.md §6: more threads on 2 cores can crawl
+N_THREADS = 1  # docs/notes.md §3: more threads on 2 cores can crawl
 CHAT_PATH = "/engines/v1/chat/completions"
 START_TIMEOUT = 30.0
 HTTP_TIMEOUT = 120.0
@@ -143,7 +143,7 @@ def run_e2e(target: str, open_repository: Callable[[Reference], Any], *, keep: b
 class _Run:
     def __init__(self, report: E2EReport, refs: dict[str, Reference], repo, work: Path, keep: bool,
                  on_step: Callable[[StepResult], None] | None):
-        from ..content.layout import LayoutStore
+        from ..store import LayoutStore
 
         self.report, self.refs, self.repo, self.work, self.keep = report, refs, repo, work, keep
         self.on_step = on_step or (lambda step: None)
@@ -243,7 +243,7 @@ class _Run:
         return None, f"{self.expected['text']!r} ({self.expected['finish_reason']})"
 
     def package(self, fmt: str):
-        from ..package import PackageRequest, package
+        from ..ops.package import PackageRequest, package
 
         result = package(self.source, PackageRequest(gguf=str(self.model), format=fmt, created=CREATED),
                          self.refs[fmt])
@@ -252,7 +252,7 @@ class _Run:
         return None, f"{result.digest}, {len(result.manifest.layers)} layer(s), {result.size} bytes"
 
     def push(self, fmt: str):
-        from ..push import push
+        from ..ops.push import push
 
         result = push(self.source, self.repo, str(self.refs[fmt]), self.refs[fmt], concurrency=2)
         _same(result.digest, self.digests[fmt], "the pushed manifest")
@@ -261,16 +261,16 @@ class _Run:
         return None, f"{result.reference}: blobs {summary}, {result.sent} bytes sent"
 
     def pull(self, fmt: str):
-        from ..pull import pull
+        from ..ops.pull import pull
 
         result = pull(self.target, self.repo, self.refs[fmt], concurrency=2)
         _same(result.digest, self.digests[fmt], "the pulled manifest")
         return None, f"{result.digest}: {result.fetched} of {result.size} bytes fetched, digests checked"
 
     def verify(self, fmt: str):
-        from ..verify import verify_model
+        from ..model_check import check_model_in_store
 
-        report = verify_model(self.target, self.digests[fmt])
+        report = check_model_in_store(self.target, self.digests[fmt])
         if not report.ok:
             first = report.findings[0]
             raise StepFailure("findings", f"{len(report.findings)} finding(s), first [{first.kind}] "

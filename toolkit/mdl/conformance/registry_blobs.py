@@ -20,8 +20,10 @@ from ..content.descriptor import Descriptor
 from ..content.digest import hash_stream
 from ..content.transfer import EXISTS
 from ..registry.client import add_query
-from ..registry.repository import BlobStream, RemoteRepository
-from .registry import FAIL, MIB, NOT_SUPPORTED, OCI_SPEC, OCTET_STREAM, PASS, Check, Context, Outcome, check, describe
+from ..registry.blobstream import BlobStream
+from ..registry.repository import RemoteRepository
+from .registry_framework import (FAIL, MIB, NOT_SUPPORTED, OCI_SPEC, OCTET_STREAM, PASS, Check, Context, Outcome,
+                                 check, describe)
 
 BLOCK = MIB
 RANGE_BLOB_SIZE = 8 * MIB

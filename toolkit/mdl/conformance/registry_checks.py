@@ -18,7 +18,7 @@ from ..errors import InternalError
 from ..formats.units import format_binary_size, format_decimal_size
 from ..spec import mediatypes as mt
 from ..spec import schemas
-from .registry import NOT_SUPPORTED, OCI_SPEC, PASS, Artifact, Check, Context, Outcome, check
+from .registry_framework import NOT_SUPPORTED, OCI_SPEC, PASS, Artifact, Check, Context, Outcome, check
 
 CREATED = datetime(2025, 1, 1, tzinfo=timezone.utc)
 # kind -> (mdl.artifact format, weight format, files as (path, Docker layer media type))

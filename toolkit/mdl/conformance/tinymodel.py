@@ -5,7 +5,7 @@
 same call writes the same bytes.
 
 - `write_tiny_gguf`: n_embd 64, 2 layers, 4 heads, 2 KV heads, ctx 256, a ~330-token
-  SentencePiece-style vocabulary with byte fallback, F32 weights (FACTS.md §6); optionally split
+  SentencePiece-style vocabulary with byte fallback, F32 weights (docs/notes.md §3); optionally split
   into shards with `GGUFWriter(split_max_tensors=...)`, or shaped otherwise with `dims`.
 - `tiny_vocab`: its tokens, scores and token types; `LlamaDims`: its shape.
 

@@ -1,22 +1,10 @@
-"""Content: digests, descriptors and manifests, and the local store (an OCI image layout)."""
+"""Content: digests, descriptors, manifests and indexes, the graph they form, and the copy between
+two sides (the local store lives in `mdl.store`)."""
 
-from .descriptor import Descriptor, Manifest
+from .descriptor import Descriptor, Index, Manifest
 from .digest import InvalidDigestError, digest_hex, hash_file, sha256_bytes, validate_digest
-from .layout import (
-    BlobMissingError,
-    BlobWriter,
-    DiskUsage,
-    IndexEntry,
-    LayoutStore,
-    ModelRecord,
-    PruneResult,
-    RemovalResult,
-    ResumableWriter,
-)
 
 __all__ = [
-    "BlobMissingError", "BlobWriter", "Descriptor", "DiskUsage", "IndexEntry", "InvalidDigestError",
-    "LayoutStore", "Manifest", "ModelRecord", "PruneResult", "RemovalResult", "ResumableWriter", "digest_hex",
-    "hash_file",
-    "sha256_bytes", "validate_digest",
+    "Descriptor", "Index", "InvalidDigestError", "Manifest", "digest_hex", "hash_file", "sha256_bytes",
+    "validate_digest",
 ]

@@ -1,4 +1,4 @@
-"""Copy a manifest graph from a source to a target (DESIGN.md: every command is a copy).
+"""Copy a manifest graph from a source to a target: the one copy engine (docs/architecture.md).
 
 `copy_model` serves push, pull, save and load: blobs first (config and layers, in parallel), then the
 manifest, then its tags, so a target never holds a manifest whose blobs it lacks. It calls
@@ -6,28 +6,20 @@ manifest, then its tags, so a target never holds a manifest whose blobs it lacks
 `progress.advance`. The first failure cancels what has not started, stops the transfers under way
 (at their next `advance`) and propagates unchanged: saying which side failed is the caller's job.
 
-`StoreSource` and `StoreTarget` are the local store's sides. `StoreTarget.put_blob` downloads into a
-resumable ingest file (LayoutStore.resumable_ingest): an interrupted pull resumes where it stopped,
-and a read that breaks mid-blob (connection reset, truncated chunked body) is reopened at the
-current offset, a bounded number of times, since the registry side does not retry mid-stream.
+The sides: the local store (`store.sides`), a registry repository (`registry.repository`), an OCI
+layout directory (`layout.dir`) and an OCI layout tar (`layout.tar`); docs/architecture.md draws them.
 """
 
 from __future__ import annotations
 
-import http.client
 import threading
-import time
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from typing import BinaryIO
 
-from ..errors import DigestMismatchError, MdlError, StoreError
-from ..reference import parse_reference
+from ..errors import DigestMismatchError, StoreError
 from ..spec import mediatypes as mt
-from .descriptor import INDEX_TYPES, MANIFEST_TYPES, Descriptor, Manifest, load_json_document
-from .layout import BlobMissingError, LayoutStore
-from .readahead import read_ahead
-from .transfer import EXISTS, SENT, BlobSource, BlobTarget, ModelSource, NoProgress, Progress
+from .descriptor import Descriptor, Manifest, is_graph_node, parse_node, successors
+from .transfer import SENT, BlobSource, BlobTarget, ModelSource, NoProgress, Progress
 
 COPY_BUFSIZE = 1 << 20  # read size; three reads are in flight per transfer (readahead.py)
 MAX_RESUMES = 3  # reopenings of one blob after its stream broke
@@ -35,48 +27,9 @@ MAX_NESTING = 8
 _NESTED_LIMIT = 4 << 20
 
 
-def _transient_errors() -> tuple[tuple[type[BaseException], ...], tuple[type[BaseException], ...]]:
-    """(errors that mean 'the stream broke, reopen it', errors that look like it but are not)."""
-    retry: list[type[BaseException]] = [OSError, http.client.HTTPException]
-    never: list[type[BaseException]] = []
-    try:
-        import urllib3.exceptions as u3
-
-        retry += [u3.ProtocolError, u3.ReadTimeoutError, u3.DecodeError]
-    except ImportError:  # pragma: no cover - requests brings urllib3
-        pass
-    try:
-        import requests.exceptions as rq
-
-        retry += [rq.ChunkedEncodingError, rq.ConnectionError, rq.ContentDecodingError]
-        never += [rq.HTTPError, rq.InvalidURL, rq.InvalidHeader, rq.MissingSchema]
-    except ImportError:  # pragma: no cover
-        pass
-    return tuple(retry), tuple(never)
-
-
-TRANSIENT_ERRORS, _NOT_TRANSIENT = _transient_errors()
-
-
-def is_transient(error: BaseException | None) -> bool:
-    """A broken stream worth reopening: connection reset, truncated body; not an HTTP status.
-
-    An mdl error counts when it says so (`transient = True`) or was raised from such a low-level error
-    (the registry side wraps a connection lost mid-body in RegistryUnreachableError, `from` the cause)."""
-    for _ in range(8):
-        if error is None:
-            return False
-        if getattr(error, "transient", False):
-            return True
-        if not isinstance(error, MdlError):
-            return isinstance(error, TRANSIENT_ERRORS) and not isinstance(error, _NOT_TRANSIENT)
-        error = error.__cause__
-    return False
-
-
 def blob_kind(desc: Descriptor) -> str:
     """What a blob is, for progress: "manifest", "config" or "layer" (by media type)."""
-    if desc.media_type in MANIFEST_TYPES or desc.media_type in INDEX_TYPES:
+    if is_graph_node(desc.media_type):
         return "manifest"
     if desc.media_type in mt.MODEL_CONFIGS or desc.media_type == mt.OCI_EMPTY:
         return "config"
@@ -156,7 +109,7 @@ def _copy_blobs(source: BlobSource, target: BlobTarget, manifest: Manifest, trac
     for what, desc in [("config", manifest.config), *(("layer", d) for d in manifest.layers)]:
         if desc.digest not in jobs and desc.digest not in result.blobs:
             jobs[desc.digest] = (desc, what)
-    nested = [d for d, _ in jobs.values() if d.media_type in MANIFEST_TYPES or d.media_type in INDEX_TYPES]
+    nested = [d for d, _ in jobs.values() if is_graph_node(d.media_type)]
     for desc in nested:  # their blobs first, so nothing refers to what the target lacks
         _copy_nested(source, target, desc, tracker, result, concurrency, depth + 1)
 
@@ -202,15 +155,12 @@ def _copy_nested(source: BlobSource, target: BlobTarget, desc: Descriptor, track
                          "this is not a model artifact mdl can copy")
     if target.has_blob(desc):
         return
-    raw = read_small_blob(source, desc)
-    if desc.media_type in MANIFEST_TYPES:
-        _copy_blobs(source, target, Manifest.parse(raw, desc.digest), tracker, result, concurrency, depth)
+    node = parse_node(read_small_blob(source, desc), desc.digest, desc.media_type)
+    if isinstance(node, Manifest):
+        _copy_blobs(source, target, node, tracker, result, concurrency, depth)
         return
-    doc = load_json_document(raw, f"index {desc.digest}")
-    children = doc.get("manifests") if isinstance(doc, dict) else None
-    for i, d in enumerate(children if isinstance(children, list) else []):
-        child = Descriptor.from_dict(d, what=f"index {desc.digest}", path=f"$.manifests[{i}]")
-        if child.media_type in MANIFEST_TYPES or child.media_type in INDEX_TYPES:
+    for child in successors(node):
+        if is_graph_node(child.media_type):
             _copy_nested(source, target, child, tracker, result, concurrency, depth + 1)
             if child.digest not in result.blobs:
                 tracker.start(child, "manifest")
@@ -241,149 +191,4 @@ def read_small_blob(source: BlobSource, desc: Descriptor) -> bytes:
     return data
 
 
-# ---------------------------------------------------------------------------------------------
-# the local store's sides
-
-
-class StoreSource:
-    """The local store as a ModelSource (push, save): manifests verified, blobs handed out raw
-    (the target verifies what it receives)."""
-
-    def __init__(self, store: LayoutStore):
-        self.store = store
-
-    def __repr__(self) -> str:
-        return f"StoreSource({str(self.store.root)!r})"
-
-    def fetch_manifest(self, reference: str) -> Manifest:
-        """The manifest a tag, model ID or digest reference names, read and verified."""
-        return self.store.manifest(self.store.resolve(reference))
-
-    def open_blob(self, desc: Descriptor, offset: int = 0) -> tuple[BinaryIO, int]:
-        path = self.store.blob_path(desc.digest)
-        try:
-            return open_blob_file(path, desc, offset)
-        except FileNotFoundError:
-            raise BlobMissingError(desc.digest) from None
-        except OSError as e:
-            raise StoreError(f"cannot read blob {desc.digest} at {path}: {e.strerror}",
-                             "check the permissions of the store") from None
-
-
-def open_blob_file(path, desc: Descriptor, offset: int) -> tuple[BinaryIO, int]:
-    """A blob file opened at `offset` when that lies inside the blob, else at 0 (BlobSource.open_blob)."""
-    f = open(path, "rb", buffering=0)
-    start = offset if 0 < offset <= desc.size else 0
-    if start:
-        f.seek(start)
-    return f, start  # type: ignore[return-value]
-
-
-class StoreTarget:
-    """The local store as a BlobTarget (pull, load).
-
-    Blobs are written through resumable ingest files and verified before they are published; `added`
-    lists the blobs this target published (SENT), for a caller that wants them gone again on failure
-    (`store.discard_unreferenced(target.added)`; a pull may rather keep them, as a resume point).
-    Hold `store.writing()` around the whole copy so `prune` does not delete blobs before they are tagged.
-    """
-
-    def __init__(self, store: LayoutStore, *, bufsize: int = COPY_BUFSIZE, max_resumes: int = MAX_RESUMES,
-                 backoff: float = 0.2):
-        self.store = store
-        self.bufsize = bufsize
-        self.max_resumes = max_resumes
-        self.backoff = backoff  # seconds before the n-th reopening: n * backoff
-        self.added: list[str] = []
-        self._lock = threading.Lock()
-
-    def __repr__(self) -> str:
-        return f"StoreTarget({str(self.store.root)!r})"
-
-    def has_blob(self, desc: Descriptor) -> bool:
-        return self.store.blob_size(desc.digest) == desc.size
-
-    def put_blob(self, desc: Descriptor, source: BlobSource, progress: Progress) -> str:
-        """Download `desc` from `source` (resuming a partial file an earlier run left), verify, publish.
-        Reports start, advances and done to `progress` (copy_model passes each on once)."""
-        progress.start(desc, blob_kind(desc))
-        outcome = self._put(desc, source, progress)
-        progress.done(desc, outcome)
-        return outcome
-
-    def _put(self, desc: Descriptor, source: BlobSource, progress: Progress) -> str:
-        fresh_retry = False
-        while True:
-            with self.store.resumable_ingest(desc) as w:
-                if w.exists:
-                    return EXISTS
-                resumed = w.offset > 0
-                try:
-                    self._fill(w, desc, source, progress)
-                    w.commit()
-                except DigestMismatchError:
-                    # A partial file left by an earlier run may hold bad bytes: start over once.
-                    if resumed and not fresh_retry and not w.path.exists():
-                        fresh_retry = True
-                        continue
-                    raise
-            with self._lock:
-                self.added.append(desc.digest)
-            return SENT
-
-    def _fill(self, w, desc: Descriptor, source: BlobSource, progress: Progress) -> None:
-        """Stream the blob into `w` from `w.offset` on, reopening the source when the stream breaks."""
-        if desc.size == 0:
-            return  # nothing to read; commit checks the digest of no bytes
-        failures = 0
-        while w.offset < desc.size:
-            try:
-                stream, start = source.open_blob(desc, w.offset)
-            except BaseException as e:
-                if not is_transient(e) or failures >= self.max_resumes:
-                    raise
-                failures += 1
-                time.sleep(self.backoff * failures)
-                continue
-            try:
-                if start != w.offset:
-                    if start != 0:
-                        raise StoreError(f"the source of blob {desc.digest} started at byte {start}, "
-                                         f"not at {w.offset} or 0", "this is a bug in the source")
-                    w.restart()
-                for chunk in read_ahead(stream, desc.size - w.offset, bufsize=self.bufsize):
-                    w.write(chunk)  # hashes, then writes, while the next chunk arrives
-                    progress.advance(desc, len(chunk))
-                if w.offset >= desc.size:
-                    return  # all bytes there; commit checks they are the right ones
-                # EOF before the end: the stream stopped early, which a reopen may fix
-                if failures >= self.max_resumes:
-                    return  # commit reports the short blob
-                failures += 1
-            except BaseException as e:
-                if not is_transient(e) or failures >= self.max_resumes:
-                    raise
-                failures += 1
-                time.sleep(self.backoff * failures)
-            finally:
-                try:
-                    stream.close()
-                except Exception:
-                    pass
-
-    def put_manifest(self, manifest: Manifest, tags: list[str]) -> None:
-        had = self.store.has_blob(manifest.digest)
-        self.store.put_manifest(manifest)
-        if not had:
-            with self._lock:
-                self.added.append(manifest.digest)
-        for tag in tags:
-            self.store.add_tag(manifest.digest, parse_reference(tag))
-        if not tags:
-            self.store.add_untagged(manifest.digest)
-
-
-__all__ = [
-    "COPY_BUFSIZE", "CopyResult", "MAX_RESUMES", "StoreSource", "StoreTarget", "TRANSIENT_ERRORS",
-    "blob_kind", "copy_model", "is_transient",
-]
+__all__ = ["COPY_BUFSIZE", "CopyResult", "MAX_RESUMES", "blob_kind", "copy_model"]

@@ -1,7 +1,8 @@
-"""Descriptors and image manifests (OCI image-spec v1.1: `descriptor.md`, `manifest.md`).
+"""Descriptors, image manifests and image indexes (OCI image-spec v1.1: `descriptor.md`, `manifest.md`,
+`image-index.md`).
 
-A `Manifest` keeps the exact bytes it was parsed from: its digest is the sha256 of those bytes, and
-they are what gets stored and pushed, never a re-serialization. `Manifest.build` writes canonical
+A `Manifest` or `Index` keeps the exact bytes it was parsed from: its digest is the sha256 of those
+bytes, and they are what gets stored and pushed, never a re-serialization. `Manifest.build` writes canonical
 bytes (fixed key order, compact separators, sorted annotation keys, no trailing newline), so the
 same inputs always give the same digest.
 """
@@ -228,3 +229,87 @@ def _manifest_findings(doc: Any) -> list[tuple[str, str]]:
     if "annotations" in doc and not _is_str_map(doc["annotations"]):
         out.append(("$.annotations", "must map strings to strings"))
     return out
+
+
+class Index:
+    """An OCI image index (image-index.md): a layout's index.json, a referrers fallback index, a
+    signature set. Keeps its bytes, as Manifest does. `entries` are the `manifests` array's objects as
+    written (checked descriptors, annotations kept), for callers that edit and rewrite an index."""
+
+    __slots__ = ("raw", "digest", "media_type", "artifact_type", "entries", "manifests", "annotations", "subject")
+
+    def __init__(self, raw: bytes, digest: str, doc: dict):
+        # Use Index.parse or Index.build; this assumes `doc` was checked.
+        self.raw = raw
+        self.digest = digest
+        self.media_type = doc.get("mediaType")
+        self.artifact_type = doc.get("artifactType")
+        self.entries: list[dict] = doc["manifests"]
+        self.manifests = [Descriptor.from_dict(d) for d in self.entries]
+        self.annotations = dict(doc["annotations"]) if doc.get("annotations") else None
+        self.subject = Descriptor.from_dict(doc["subject"]) if doc.get("subject") is not None else None
+
+    @classmethod
+    def parse(cls, raw: bytes, expected_digest: str | None = None, *, what: str | None = None) -> Index:
+        """Parse index bytes; SchemaViolationError names what is wrong (`$` for the whole document)."""
+        raw = bytes(raw)
+        digest = sha256_bytes(raw)
+        what = what or f"index {expected_digest or digest}"
+        if len(raw) > MAX_MANIFEST_SIZE:
+            raise SchemaViolationError(what, [("$", f"{len(raw)} bytes, over the {MAX_MANIFEST_SIZE}-byte limit")])
+        if expected_digest is not None and digest != validate_digest(expected_digest):
+            raise DigestMismatchError("index", expected_digest, digest)
+        doc = load_json_document(raw, what)
+        if not isinstance(doc, dict) or doc.get("schemaVersion") != 2 or not isinstance(doc.get("manifests"), list) \
+                or doc.get("mediaType", mt.OCI_INDEX) not in INDEX_TYPES:
+            raise SchemaViolationError(what, [("$", "not an OCI image index")])
+        findings = [f for i, d in enumerate(doc["manifests"]) for f in _descriptor_findings(d, f"$.manifests[{i}]")]
+        if findings:
+            raise SchemaViolationError(what, findings)
+        return cls(raw, digest, doc)
+
+    @classmethod
+    def build(cls, entries: list[dict], *, annotations: dict[str, str] | None = None) -> Index:
+        """A new OCI image index in canonical bytes listing `entries` (descriptor objects) in order."""
+        doc: dict[str, Any] = {"schemaVersion": 2, "mediaType": mt.OCI_INDEX, "manifests": list(entries)}
+        if annotations:
+            doc["annotations"] = dict(sorted(annotations.items()))
+        raw = canonical_json(doc)
+        return cls.parse(raw)
+
+    @property
+    def size(self) -> int:
+        return len(self.raw)
+
+    def descriptor(self) -> Descriptor:
+        return Descriptor(self.media_type or mt.OCI_INDEX, self.digest, len(self.raw),
+                          artifact_type=self.artifact_type)
+
+    def __repr__(self) -> str:
+        return f"Index({self.digest}, {len(self.manifests)} manifests)"
+
+
+def is_graph_node(media_type: str | None) -> bool:
+    """A descriptor whose blob is itself a manifest or an index (a node with successors)."""
+    return media_type in MANIFEST_TYPES or media_type in INDEX_TYPES
+
+
+def parse_node(raw: bytes, digest: str, media_type: str | None = None) -> Manifest | Index:
+    """A manifest or an index, told apart by its own mediaType, else by the descriptor's, else by shape
+    (a `manifests` array) when neither names a manifest type."""
+    doc = load_json_document(raw, f"manifest {digest}")
+    if not isinstance(doc, dict):
+        raise SchemaViolationError(f"manifest {digest}", [("$", "not a JSON object")])
+    kind = doc.get("mediaType") or media_type
+    if kind in INDEX_TYPES or (kind not in MANIFEST_TYPES and "manifests" in doc):
+        return Index.parse(raw, digest)
+    return Manifest.parse(raw, digest)
+
+
+def successors(node: Manifest | Index) -> list[Descriptor]:
+    """What a node points at, the one definition every graph walk uses (gc, verify --all, copy, save):
+    a manifest's config and layers, an index's manifests. A `subject` is not a successor: a referrer
+    points back at its subject, it does not own it."""
+    if isinstance(node, Index):
+        return list(node.manifests)
+    return node.blob_descriptors()

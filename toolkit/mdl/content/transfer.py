@@ -1,7 +1,7 @@
 """The small interfaces every copy of a model is written against.
 
 `push`, `pull`, `save` and `load` are one operation, a copy of a manifest graph from a source to a
-target (DESIGN.md); the local store, an OCI layout directory or tar, and a registry repository each
+target (docs/architecture.md); the local store, an OCI layout directory or tar, and a registry repository each
 implement the side(s) they can play. Targets verify what they receive: a source hands out bytes, the
 target hashes them while writing and publishes only what matches the descriptor.
 """
@@ -63,3 +63,12 @@ class BlobTarget(Protocol):
     def put_manifest(self, manifest: Manifest, tags: list[str]) -> None:
         """Store the manifest (its blobs must be there already) under each tag (may be empty)."""
         ...
+
+
+def open_blob_file(path, desc: Descriptor, offset: int) -> tuple[BinaryIO, int]:
+    """A blob file opened at `offset` when that lies inside the blob, else at 0 (BlobSource.open_blob)."""
+    f = open(path, "rb", buffering=0)
+    start = offset if 0 < offset <= desc.size else 0
+    if start:
+        f.seek(start)
+    return f, start  # type: ignore[return-value]

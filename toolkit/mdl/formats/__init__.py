@@ -7,7 +7,8 @@ Readers read headers only: memory does not grow with model size, and hostile inp
 
 from .classify import FileKind, classify
 from .dduf import describe_dduf
-from .gguf import describe_gguf, shard_files
+from .gguf import shard_files
+from .gguf_docker import describe_gguf
 from .model import WeightsInfo
 from .safetensors import describe_safetensors
 from .units import format_binary_size, format_decimal_size, format_parameters

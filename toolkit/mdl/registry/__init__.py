@@ -1,8 +1,9 @@
-"""The remote store: a repository on an OCI registry as a copy source and target (DESIGN.md).
+"""The remote store: a repository on an OCI registry as a copy source and target (docs/architecture.md).
 
-`client.py` speaks HTTP (TLS, auth challenges, retries, redirects, error mapping), `auth.py` answers
-challenges, `credentials.py` finds and stores credentials as Docker does, `repository.py` moves
-manifests and blobs, verifying what it sends. oras-py is not used: FACTS.md §4 says why.
+`client.py` speaks HTTP (TLS, auth challenges, retries, redirects), `errors.py` maps unexpected answers
+to errors, `auth.py` answers challenges, `credentials.py` finds and stores credentials as Docker does,
+`repository.py` moves manifests and blobs, verifying what it sends, and `blobstream.py` streams a pulled
+blob. oras-py is not used: docs/notes.md §2 says why.
 """
 
 from __future__ import annotations

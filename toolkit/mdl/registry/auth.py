@@ -149,6 +149,8 @@ class Authenticator:
                 headers["Authorization"] = basic_header(creds.username or "", creds.password or "")
                 params += [("offline_token", "true"), ("client_id", CLIENT_ID)]
             resp = self._send("GET", realm, headers=headers, params=params, data=None)
+        # The token service is not the registry's API (a 404 there is a wrong realm, not a missing
+        # repository), so its answers map here rather than in `errors.error_for_response`.
         if resp.status_code == 401:
             raise AuthenticationError(self.registry, _rejected(creds))
         if resp.status_code == 403:

@@ -3,20 +3,18 @@
 - Plain HTTP for loopback registries (`localhost`, `127.0.0.1`, `[::1]`, as Docker does) or when asked;
   otherwise HTTPS with verification on, against `ca_file` (or `SSL_CERT_FILE`, passed in) if given.
 - A 401 is answered once (`auth.py`); a second 401 is an `AuthenticationError`.
-- Connection errors, timeouts, 408, 429 and 5xx are retried with exponential backoff and full jitter,
-  honoring `Retry-After` (seconds or an HTTP-date, capped), bounded in count and in total time.
+- Connection errors, timeouts, 408, 429 and 5xx are retried under a `mdl.retry.RetryPolicy`: exponential
+  backoff and full jitter, honoring `Retry-After` (seconds or an HTTP-date, capped), bounded in count and
+  in total time.
   A body that cannot be replayed (a generator) is never resent: the caller (the uploader) recovers.
 - Redirects are followed by hand, at most 5, and `Authorization` goes only to the registry's own
   origin (scheme, host, port): blob GETs are redirected to storage backends that must not see it.
-- Other 4xx map to `errors.py` at once. `debug_log`, when given, receives an `Exchange` per HTTP
-  exchange with `Authorization`, cookies and token-like query values redacted.
+- Other 4xx map to errors at once (`errors.error_for_response`). `debug_log`, when given, receives an
+  `Exchange` per HTTP exchange with `Authorization`, cookies and token-like query values redacted.
 """
 
 from __future__ import annotations
 
-import email.utils
-import json
-import random
 import re
 import threading
 import time
@@ -29,20 +27,21 @@ import requests
 from requests.adapters import HTTPAdapter
 
 from ..reference import is_plain_http
+from ..retry import RetryPolicy
 from .auth import Authenticator, CredentialSource
 from .errors import (
+    CREDENTIALS_MID_UPLOAD,
+    ERROR_BODY_LIMIT,
     AuthenticationError,
-    PermissionDeniedError,
     RegistryError,
     RegistryUnreachableError,
-    RemoteNotFoundError,
     TLSVerificationError,
+    error_for_response,
 )
 
 MAX_REDIRECTS = 5
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
-ERROR_BODY_LIMIT = 64 << 10
 DOCKER_HUB_NAMES = frozenset({"docker.io", "index.docker.io"})
 DOCKER_HUB_API = "registry-1.docker.io"
 _SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie", "set-cookie", "x-registry-auth"})
@@ -144,11 +143,7 @@ class RegistryClient:
         self.verify: bool | str = ca_file or ssl_cert_file or True
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
-        self.retries = max(0, retries)
-        self.backoff_base = backoff_base
-        self.backoff_cap = backoff_cap
-        self.retry_after_cap = retry_after_cap
-        self.retry_budget = retry_budget
+        self.retry_policy = RetryPolicy(max(0, retries), backoff_base, backoff_cap, retry_after_cap, retry_budget)
         self.debug_log = debug_log
         self.session = requests.Session()
         self.session.trust_env = False  # no ~/.netrc credentials leaking to redirect targets
@@ -250,24 +245,6 @@ class RegistryClient:
         raise RegistryError(self.registry, f"{method} {urlsplit(url).path}", None, "TOO_MANY_REDIRECTS",
                             f"more than {MAX_REDIRECTS} redirects")
 
-    def _backoff(self, attempt: int) -> float:
-        return random.uniform(0, min(self.backoff_cap, self.backoff_base * (2 ** attempt)))
-
-    def _retry_after(self, resp: requests.Response) -> float | None:
-        value = resp.headers.get("Retry-After")
-        if not value:
-            return None
-        value = value.strip()
-        if value.isdigit():
-            return min(float(value), self.retry_after_cap)
-        try:
-            when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError):
-            return None
-        if when is None:
-            return None
-        return min(max(when.timestamp() - time.time(), 0.0), self.retry_after_cap)
-
     def request(self, method: str, url_or_path: str, *, scope: str | Iterable[str] | None = None,
                 headers: Mapping[str, str] | None = None, data: Any = None, params: Any = None,
                 stream: bool = False, expected_status: Iterable[int] | None = (200,), what: str | None = None,
@@ -286,8 +263,7 @@ class RegistryClient:
         resendable = _replayable(data)  # after a 401 the registry has not used the body
         replayable = retry and resendable
         what = what or f"{method} {urlsplit(url).path}"
-        started = time.monotonic()
-        attempt = 0
+        tries = self.retry_policy.start()
         answered = False
         auth = self.auth.header(scopes) if self.is_registry_origin(url) else None
         while True:
@@ -297,12 +273,11 @@ class RegistryClient:
                 raise TLSVerificationError(self.registry, _tls_problem(e)) from None
             except (requests.exceptions.ConnectionError, requests.exceptions.Timeout,
                     requests.exceptions.ChunkedEncodingError) as e:
-                delay = self._backoff(attempt)
+                delay = tries.delay()
                 # Retried, but within the connect timeout: an unreachable registry is reported in that time.
-                within = time.monotonic() - started + delay <= self.connect_timeout
-                if replayable and within and self._may_retry(attempt, started, delay):
-                    self._sleep(delay)
-                    attempt += 1
+                within = tries.elapsed() + delay <= self.connect_timeout
+                if replayable and within and tries.allows(delay):
+                    tries.wait(delay, self._sleep)
                     continue
                 raise RegistryUnreachableError(self.registry, _describe(e, self.connect_timeout,
                                                                          self.read_timeout)) from None
@@ -322,49 +297,35 @@ class RegistryClient:
                 answered = True
                 if not resendable:
                     # The body is gone; the header is learnt, so the caller's next attempt carries it.
-                    raise AuthenticationError(self.registry, "the registry asked for credentials mid-upload")
+                    raise AuthenticationError(self.registry, CREDENTIALS_MID_UPLOAD)
                 continue
             if status in RETRY_STATUSES and replayable:
-                delay = self._retry_after(resp) if status in (429, 503) else None
-                delay = self._backoff(attempt) if delay is None else delay
-                if self._may_retry(attempt, started, delay):
+                asked = self._retry_after(resp) if status in (429, 503) else None
+                delay = tries.delay(asked)
+                if tries.allows(delay):
                     resp.close()
-                    self._sleep(delay)
-                    attempt += 1
+                    tries.wait(delay, self._sleep)
                     continue
             if expected_status is None or status in expected_status:
                 return resp
             raise self.error_for(resp, what, not_found)
 
-    def _may_retry(self, attempt: int, started: float, delay: float) -> bool:
-        return attempt < self.retries and time.monotonic() - started + delay <= self.retry_budget
+    def _retry_after(self, resp: requests.Response) -> float | None:
+        return self.retry_policy.retry_after(resp.headers.get("Retry-After"))
 
     def error_for(self, resp: requests.Response, what: str, not_found: str | None = None) -> Exception:
         """The error for an unexpected response (reads a bounded body and closes the response)."""
-        code, message = _error_body(resp)
-        status = resp.status_code
-        if status == 401 and resp.url and not self.is_registry_origin(resp.url):
-            # Another host (a redirect target, an upload Location) wants credentials. They go only to
-            # the registry's origin, so `mdl login` cannot help: name the host that asked instead.
+        other_host = None
+        if resp.url and not self.is_registry_origin(resp.url):
+            # a redirect target or an upload Location on another host answered
             parts = urlsplit(resp.url)
-            other = (parts.hostname or "?") + (f":{parts.port}" if parts.port else "")
-            return RegistryError(self.registry, what, status, code,
-                                 f"the registry sent it on to {other}, which asks for credentials; "
-                                 f"mdl sends credentials only to {self.registry}",
-                                 "a registry may send requests only to hosts that need none of its credentials "
-                                 "(signed storage URLs); report it to the registry's operator")
-        if status == 401:
-            return AuthenticationError(self.registry)
-        if status == 403:
-            return PermissionDeniedError(self.registry, what)
-        if status == 404 and code not in ("BLOB_UPLOAD_UNKNOWN",):
-            return RemoteNotFoundError(not_found or f"{what} on {self.registry}", code)
-        return RegistryError(self.registry, what, status, code, message)
+            other_host = (parts.hostname or "?") + (f":{parts.port}" if parts.port else "")
+        return error_for_response(resp, self.registry, what, not_found, other_host=other_host)
 
     def _token_send(self, method: str, url: str, *, headers: Mapping[str, str], params: Any,
                     data: Any) -> requests.Response:
         """A token-service request (auth.py): retries and TLS/network error mapping, no registry auth."""
-        started, attempt = time.monotonic(), 0
+        tries = self.retry_policy.start()
         h = dict(headers)
         while True:
             try:
@@ -374,19 +335,16 @@ class RegistryClient:
                 raise TLSVerificationError(urlsplit(url).netloc or self.registry, _tls_problem(e)) from None
             except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as e:
                 self._log(method, url, None, h, type(e).__name__)
-                if self._may_retry(attempt, started, 0):
-                    self._sleep(self._backoff(attempt))
-                    attempt += 1
+                if tries.allows(0):
+                    tries.wait(tries.delay(), self._sleep)
                     continue
                 raise RegistryUnreachableError(urlsplit(url).netloc or self.registry,
                                                _describe(e, self.connect_timeout, self.read_timeout)) from None
             self._log(method, url, resp, h)
             if resp.status_code in RETRY_STATUSES:
-                delay = self._retry_after(resp)
-                delay = self._backoff(attempt) if delay is None else delay
-                if self._may_retry(attempt, started, delay):
-                    self._sleep(delay)
-                    attempt += 1
+                delay = tries.delay(self._retry_after(resp))
+                if tries.allows(delay):
+                    tries.wait(delay, self._sleep)
                     continue
             return resp
 
@@ -401,26 +359,3 @@ def _tls_problem(exc: BaseException) -> str:
     if "wrong version number" in text.lower():
         return "the server does not speak TLS on this port (an HTTP registry?)"
     return "TLS handshake failed"
-
-
-def _error_body(resp: requests.Response) -> tuple[str | None, str | None]:
-    """The first OCI error's code and message (distribution-spec "Error Codes"), from a bounded read."""
-    try:
-        if resp.raw is not None and not resp._content_consumed:  # type: ignore[attr-defined]
-            raw = resp.raw.read(ERROR_BODY_LIMIT, decode_content=True)
-        else:
-            raw = resp.content[:ERROR_BODY_LIMIT] if resp.content else b""
-    except Exception:  # noqa: BLE001 - the body is best effort; the status is what counts
-        raw = b""
-    finally:
-        resp.close()
-    if not raw:
-        return None, None
-    try:
-        doc = json.loads(raw)
-        first = doc["errors"][0]
-        code = first.get("code")
-        message = first.get("message")
-        return (code if isinstance(code, str) else None, message if isinstance(message, str) else None)
-    except (ValueError, KeyError, IndexError, TypeError, AttributeError):
-        return None, None

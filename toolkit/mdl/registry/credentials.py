@@ -1,6 +1,6 @@
 """Registry credentials the way Docker keeps them, so `docker login` and `mdl login` share them.
 
-Lookup order for a registry host (FACTS.md §3):
+Lookup order for a registry host (docs/notes.md §1):
 
 1. `MDL_REGISTRY_USERNAME` / `MDL_REGISTRY_PASSWORD` in the environment given (CI);
 2. the Docker config, `$DOCKER_CONFIG/config.json`, else `~/.docker/config.json`:

@@ -15,8 +15,8 @@ Pushing a blob (`put_blob`): HEAD (EXISTS), else a cross-repository mount from `
   offset (GET -> `Range: 0-<last>`); the chunk in hand is resent from there. If the session lost
   more than that chunk, or is gone, the blob restarts cleanly in a new session (bounded attempts).
 
-Pulling (`open_blob`) returns the response stream itself (no decoding, `readinto` straight from the
-socket) and the offset it starts at: `offset` only for a 206 whose Content-Range starts there.
+Pulling (`open_blob`) returns the response stream itself (`blobstream.py`: no decoding, `readinto` straight
+from the socket) and the offset it starts at: `offset` only for a 206 whose Content-Range starts there.
 Nothing here verifies pulled blob bytes: the target store hashes what it writes.
 """
 
@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import hashlib
 import http.client
-import io
 import json
 import re
 from typing import Any, BinaryIO
@@ -37,15 +36,17 @@ from ..content.readahead import read_ahead, readinto
 from ..content.transfer import EXISTS, MOUNTED, SENT, BlobSource, NoProgress, Progress
 from ..errors import DigestMismatchError, MdlError, ReferenceFormatError
 from ..reference import NAME_MAX
+from ..retry import is_transient
 from ..spec import mediatypes as mt
+from .blobstream import BlobStream
 from .client import RegistryClient, add_query
 from .errors import (
-    AuthenticationError,
     ManifestTooLargeError,
     PermissionDeniedError,
     RegistryError,
     RegistryUnreachableError,
     RemoteNotFoundError,
+    upload_may_retry,
 )
 
 _NAME = re.compile(r"[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*)*")
@@ -69,22 +70,23 @@ class _BodyCut(Exception):
 class _Restart(Exception):
     """The upload session cannot continue; start the blob again in a new session."""
 
+    transient = True
+
 
 class _SourceFailed(Exception):
+    """Reading the blob's source failed; a new session reads it again unless `error` is final."""
+
+    transient = True
+
     def __init__(self, error: BaseException):
         super().__init__(str(error))
         self.error = error
 
 
-def _transient(e: BaseException) -> bool:
-    if isinstance(e, (RegistryUnreachableError, _Restart, _SourceFailed)):
-        return True
-    if isinstance(e, AuthenticationError):
-        return "mid-upload" in (e.problem or "")
-    if isinstance(e, RegistryError):
-        return e.status is None or e.status >= 500 or e.status in (408, 429) or \
-            e.code in ("BLOB_UPLOAD_UNKNOWN", "BLOB_UPLOAD_INVALID", "DIGEST_INVALID")
-    return False
+def _retryable(e: BaseException) -> bool:
+    """Whether an upload goes on (resumed or in a new session) after `e`: the shared transient rule, plus
+    the registry answers only an upload retries (`upload_may_retry`)."""
+    return is_transient(e, also=upload_may_retry)
 
 
 def _what(desc: Descriptor) -> str:
@@ -127,43 +129,6 @@ def _close(stream: Any) -> None:
         stream.close()
     except Exception:  # noqa: BLE001 - closing a source after a failure is best effort
         pass
-
-
-class BlobStream(io.RawIOBase):
-    """A pulled blob's body: `readinto` straight from the HTTP response (no decoding), `close` frees
-    the connection. A connection lost mid-body raises RegistryUnreachableError; the caller may reopen
-    at the offset it reached (`open_blob(desc, offset)`)."""
-
-    def __init__(self, response: requests.Response, registry: str, what: str):
-        super().__init__()
-        self._response = response
-        raw = response.raw
-        # urllib3's HTTPResponse wraps http.client's; reading the inner one skips a copy per read.
-        # Safe here: the body is not content-encoded (Accept-Encoding: identity) and nothing was read yet.
-        inner = getattr(raw, "_fp", None)
-        self._reader = inner if inner is not None and hasattr(inner, "readinto") else raw
-        self._registry = registry
-        self._what = what
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, b: Any) -> int:
-        try:
-            return self._reader.readinto(b) or 0
-        except MdlError:
-            raise
-        except Exception as e:  # OSError, http.client.IncompleteRead, urllib3 errors
-            raise RegistryUnreachableError(self._registry, f"connection lost while reading {self._what}") from e
-
-    def close(self) -> None:
-        if not self.closed:
-            isclosed = getattr(self._reader, "isclosed", None)
-            if self._reader is not self._response.raw and isclosed is not None and isclosed():
-                self._response.raw.release_conn()  # read to the end: the connection can be reused
-            else:
-                self._response.close()
-        super().close()
 
 
 class RemoteRepository:
@@ -437,9 +402,9 @@ class RemoteRepository:
                 raise
             except (MdlError, _Restart, _SourceFailed) as e:
                 self._cancel(session[0])
-                if isinstance(e, _SourceFailed) and isinstance(e.error, MdlError) and not _transient(e.error):
+                if isinstance(e, _SourceFailed) and isinstance(e.error, MdlError) and not _retryable(e.error):
                     raise e.error from None
-                if not _transient(e):
+                if not _retryable(e):
                     raise
                 last = e.error if isinstance(e, _SourceFailed) else e
         if isinstance(last, MdlError):
@@ -537,7 +502,7 @@ class RemoteRepository:
                 try:
                     data = self._read_chunk(stream, min(chunk_size, desc.size + 1 - hasher.count))
                 except _SourceFailed as e:
-                    if isinstance(e.error, MdlError) and not _transient(e.error) or resumes >= self.max_resumes:
+                    if isinstance(e.error, MdlError) and not _retryable(e.error) or resumes >= self.max_resumes:
                         raise
                     resumes += 1
                     _close(stream)
@@ -556,7 +521,7 @@ class RemoteRepository:
                                      "Content-Length": str(len(data))},
                             what=f"uploading blob {desc.digest} to {self.name}")
                     except MdlError as e:
-                        if not _transient(e) or resumes >= self.max_resumes:
+                        if not _retryable(e) or resumes >= self.max_resumes:
                             raise
                         resumes += 1
                         try:

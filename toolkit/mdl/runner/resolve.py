@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..content.digest import digest_hex, hash_file
-from ..content.layout import LayoutStore
+from ..store import LayoutStore
 from ..artifact import unix_time
 from ..artifact_check import effective_filepath
 from ..errors import DigestMismatchError, FormatError, MdlError, UnsupportedArtifactError

@@ -23,7 +23,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..content.layout import LayoutStore
+from ..store import LayoutStore
 from ..errors import MdlError
 from .engine import Engine, load_engine
 from .resolve import ResolvedModel, resolve_model, verify_model

@@ -1,4 +1,6 @@
-"""`mdl verify`: check one stored model against every rule of the spec, changing nothing.
+"""Check one model against every rule of the spec, changing nothing: in the local store
+(`check_model_in_store`, every blob hashed) or where it lies, a registry or an OCI layout
+(`check_model_in_source`).
 
 Each problem is a `Finding` with a stable `kind` and the JSON path it concerns, so scripts (and the
 conformance suite) can tell one failure from another. Blobs are streamed, so memory stays flat.
@@ -9,10 +11,12 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 
-from .content.layout import LayoutStore
 from .artifact_check import Finding, config_findings, manifest_findings
+from .content.copy import read_small_blob
+from .content.digest import hash_stream
 from .errors import DigestMismatchError, MdlError
 from .spec import mediatypes as mt
+from .store import LayoutStore
 
 _READ_CHUNK = 1 << 20
 
@@ -51,7 +55,7 @@ class HashCache:
         self.corrupt: set[str] = set()  # digests whose file's content does not match the name
 
 
-def verify_model(store: LayoutStore, digest: str, *, cache: HashCache | None = None) -> Report:
+def check_model_in_store(store: LayoutStore, digest: str, *, cache: HashCache | None = None) -> Report:
     report = Report(digest, store.tags_of(digest))
     manifest = _read_manifest(store, digest, report, cache)
     if manifest is None:
@@ -187,13 +191,11 @@ def _check_layers(store: LayoutStore, manifest, report: Report, cache: HashCache
 # a model where it lies (a registry, an OCI layout), without storing it
 
 
-def verify_source(source, reference: str, *, deep: bool = False) -> Report:
+def check_model_in_source(source, reference: str, *, deep: bool = False) -> Report:
     """Check the model `reference` names in `source` (a `RemoteRepository` or a `LayoutDir`) in place:
     the manifest (verified as fetched) and config against every rule, and each layer present at its
     declared size; `deep` also streams and hashes every layer, keeping nothing (memory stays flat).
     Errors reaching the source itself (unreachable, denied, not found) are raised, not reported."""
-    from .content.copy import read_small_blob
-
     manifest = source.fetch_manifest(reference)
     report = Report(manifest.digest, [reference], layers_hashed=deep,
                     config_media_type=manifest.config.media_type if manifest.config else None)
@@ -230,8 +232,6 @@ def _check_source_layer(source, layer, path: str, report: Report, deep: bool) ->
         report.add("size-mismatch", path, f"layer blob {layer.digest} is {size} bytes, the manifest says {layer.size}")
         return
     if deep:
-        from .content.digest import hash_stream
-
         try:
             stream, _ = source.open_blob(layer, 0)
             try:

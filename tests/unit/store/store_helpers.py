@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from mdl.content import Descriptor, LayoutStore, Manifest
+from mdl.content import Descriptor, Manifest
+from mdl.store import LayoutStore
 from mdl.spec import mediatypes as mt
 
 

@@ -1,4 +1,4 @@
-"""`mdl push`: a model from the local store to a registry.
+"""Push: a model from the local store to a registry.
 
 What fails the schemas is never pushed. Blobs the registry has are skipped (HEAD), blobs held by
 another repository of the same registry are mounted, the rest are streamed from the store and
@@ -9,12 +9,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .artifact_check import check_config, check_manifest
-from .content.copy import StoreSource, copy_model
-from .content.layout import LayoutStore
-from .content.transfer import BlobTarget, NoProgress, Progress
-from .errors import UsageError
-from .reference import Reference, parse_reference
+from ..artifact_check import check_config, check_manifest
+from ..content.copy import copy_model
+from ..content.transfer import BlobTarget, NoProgress, Progress
+from ..errors import UsageError
+from ..reference import Reference, parse_reference
+from ..registry import RemoteRepository
+from ..store import LayoutStore
+from ..store.sides import StoreSource
 
 
 @dataclass
@@ -28,16 +30,27 @@ class PushResult:
 
 def push(store: LayoutStore, target_repo: BlobTarget, source: str, target: Reference, *,
          concurrency: int = 4, progress: Progress | None = None) -> PushResult:
+    """Push the model `source` (a reference or ID in `store`) to `target_repo` as `target`. A registry
+    repository is offered the repositories it may mount this model's blobs from, for this push only."""
     progress = progress or NoProgress()
     digest = store.resolve(source)
-    if target.digest and target.digest != digest:
-        raise UsageError(f"{target} names digest {target.digest}, but {source} is {digest}",
-                         "push to a tag, or to the model's own digest")
-    manifest = store.manifest(digest)
-    check_manifest(manifest, source)
-    check_config(manifest, store.read_blob(manifest.config.digest, manifest.config.size), source)
-    tags = [target.tag] if target.tag else []
-    copied = copy_model(StoreSource(store), target_repo, manifest, tags, concurrency=concurrency, progress=progress)
+    mounts = isinstance(target_repo, RemoteRepository)
+    if mounts:
+        mount_from = target_repo.mount_from
+        target_repo.mount_from = mount_candidates(store, digest, target)
+    try:
+        if target.digest and target.digest != digest:
+            raise UsageError(f"{target} names digest {target.digest}, but {source} is {digest}",
+                             "push to a tag, or to the model's own digest")
+        manifest = store.manifest(digest)
+        check_manifest(manifest, source)
+        check_config(manifest, store.read_blob(manifest.config.digest, manifest.config.size), source)
+        tags = [target.tag] if target.tag else []
+        copied = copy_model(StoreSource(store), target_repo, manifest, tags, concurrency=concurrency,
+                            progress=progress)
+    finally:
+        if mounts:
+            target_repo.mount_from = mount_from
     blobs = manifest.blob_descriptors()
     return PushResult(f"{target.name}@{digest}", digest, sum(d.size for d in blobs), copied.sent, dict(copied.blobs))
 

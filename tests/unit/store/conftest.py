@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 from store_helpers import put_model
 
-from mdl.content import LayoutStore
+from mdl.store import LayoutStore
 
 
 @pytest.fixture

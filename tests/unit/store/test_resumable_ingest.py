@@ -9,7 +9,8 @@ import threading
 
 import pytest
 
-from mdl.content import Descriptor, LayoutStore
+from mdl.content import Descriptor
+from mdl.store import LayoutStore
 from mdl.errors import DigestMismatchError
 from mdl.spec import mediatypes as mt
 
@@ -135,7 +136,7 @@ def _ingest_in_process(root: str, data: bytes) -> str:
 
 
 def test_two_processes_ingesting_one_blob_end_with_one_blob(store):
-    store._ensure_layout()
+    store.ensure_layout()
     ctx = multiprocessing.get_context("fork")
     with ctx.Pool(2) as pool:
         results = pool.starmap(_ingest_in_process, [(str(store.root), DATA)] * 2)

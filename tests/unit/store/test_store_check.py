@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from mdl.content.layout import LayoutStore
-from mdl.package import PackageRequest, package
+from mdl.store import LayoutStore
+from mdl.ops.package import PackageRequest, package
 from mdl.reference import parse_reference
 from mdl.store_check import check_store, repair
 from tests.fixtures.models import write_tiny_gguf

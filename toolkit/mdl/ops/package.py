@@ -1,32 +1,40 @@
-"""`mdl package`: inputs -> layers -> config -> manifest, in the local store.
+"""Package: inputs -> layers -> config -> manifest, in the local store; then, if asked, push and sign.
 
 Three phases, so bad input never leaves anything behind:
 1. plan: check every input and read every header (no store writes);
 2. ingest: one read pass per file into the store (hard link or copy, hashing on the way);
 3. publish: build the config and manifest, check them against the schemas, store them, tag.
 A failure in phase 2 removes the blobs this run added; phase 3 cannot fail on user input.
+A signing key is loaded before phase 1, so a bad key fails before any work.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Callable
 
-from . import artifact
-from .artifact import FileFacts, LayerFile, ModelFacts
-from .content.descriptor import Manifest
-from .content.layout import LayoutStore
-from .errors import InputPathError, UsageError
-from .formats.classify import FileKind, classify
-from .formats.dduf import describe_dduf
-from .formats.gguf import describe_gguf
-from .formats.safetensors import describe_safetensors
-from .inputs import input_dir, input_file, walk_model_dir
-from .reference import Reference
-from .spec import mediatypes as mt
+from .. import artifact
+from ..artifact import FileFacts, LayerFile, ModelFacts
+from ..content.descriptor import Manifest
+from ..content.transfer import Progress
+from ..errors import InputPathError, UsageError
+from ..formats.classify import FileKind, classify
+from ..formats.dduf import describe_dduf
+from ..formats.gguf_docker import describe_gguf
+from ..formats.safetensors import describe_safetensors
+from ..inputs import input_dir, input_file, walk_model_dir
+from ..reference import Reference
+from ..registry import RemoteRepository
+from ..signing.keys import load_private_key
+from ..spec import mediatypes as mt
+from ..store import LayoutStore
+from .push import PushResult, push
+from .sign import SignResult, sign_with_key
 
 MAX_CONTEXT_SIZE = 2**31 - 1  # the config stores it as int32
 MAX_CHAT_TEMPLATE_BYTES = 1 << 20
@@ -61,6 +69,8 @@ class PackageResult:
     digest: str
     manifest: Manifest
     previous: str | None  # the model the tag pointed at before, if it moved
+    pushed: PushResult | None = None
+    signed: SignResult | None = None
 
     @property
     def size(self) -> int:
@@ -87,7 +97,25 @@ class _Plan:
     items: list  # _PlannedFile | _Carried, in layer order
 
 
-def package(store: LayoutStore, request: PackageRequest, target: Reference) -> PackageResult:
+def package(store: LayoutStore, request: PackageRequest, target: Reference, *,
+            push_to: RemoteRepository | None = None, sign_key: str | os.PathLike | None = None,
+            key_password: Callable[[], bytes | None] | None = None, concurrency: int = 4,
+            progress: Progress | None = None) -> PackageResult:
+    """Package `request` into `store`, tagged `target`. With `push_to` (the registry repository of
+    `target`), push it there (`concurrency`, `progress`); with `sign_key` (a private key PEM file;
+    `key_password()` is asked only when it is encrypted), sign what was pushed."""
+    if sign_key is not None and push_to is None:
+        raise UsageError("--sign-key signs what --push pushed", "add --push, or sign later with `mdl sign`")
+    key = load_private_key(sign_key, key_password or (lambda: None)) if sign_key is not None else None
+    result = _build(store, request, target)
+    if push_to is not None:
+        result.pushed = push(store, push_to, result.digest, target, concurrency=concurrency, progress=progress)
+    if key is not None:
+        result.signed = sign_with_key(push_to, result.digest, key)
+    return result
+
+
+def _build(store: LayoutStore, request: PackageRequest, target: Reference) -> PackageResult:
     _check_request(request)
     added: list[str] = []  # blobs this run published: dropped again if it fails before tagging
     try:
@@ -185,8 +213,6 @@ def _chosen_template(files: list, kinds: list):
 
 
 def _plan_from_model(store: LayoutStore, ref: str, *, replace_template: bool, replace_mmproj: bool):
-    import json
-
     digest = store.resolve(ref)
     manifest = store.manifest(digest)
     if manifest.config.media_type not in mt.DOCKER_CONFIGS:

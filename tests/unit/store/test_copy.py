@@ -8,8 +8,11 @@ import json
 import pytest
 import requests
 
-from mdl.content import Descriptor, LayoutStore, Manifest
-from mdl.content.copy import CopyResult, StoreSource, StoreTarget, copy_model, is_transient
+from mdl.content import Descriptor, Manifest
+from mdl.store import LayoutStore
+from mdl.content.copy import CopyResult, copy_model
+from mdl.retry import is_transient
+from mdl.store.sides import StoreSource, StoreTarget
 from mdl.content.transfer import EXISTS, SENT
 from mdl.errors import DigestMismatchError, MdlError
 from mdl.reference import parse_reference

@@ -16,9 +16,10 @@ from pathlib import Path
 import pytest
 
 from store_helpers import put_model
-from mdl.content import BlobMissingError, Descriptor, LayoutStore, Manifest
-from mdl.content import layout as layout_mod
-from mdl.content.layout import BlobTooLargeError
+from mdl.content import Descriptor, Manifest
+from mdl.store import BlobMissingError, LayoutStore
+from mdl.store import gc as gc_mod, ingest as ingest_mod
+from mdl.store import BlobTooLargeError
 from mdl.errors import (
     AmbiguousReferenceError,
     ConflictError,
@@ -178,7 +179,7 @@ def test_import_file_copies_when_link_fails(store, tmp_path, monkeypatch):
     def no_link(*a, **kw):
         raise OSError(errno.EXDEV, "Invalid cross-device link")
 
-    monkeypatch.setattr(layout_mod.os, "link", no_link)
+    monkeypatch.setattr(os, "link", no_link)
     digest, size = store.import_file(src)
     assert (digest, size) == (sha(b"weights" * 1000), 7000)
     assert store.blob_path(digest).stat().st_nlink == 1
@@ -496,7 +497,7 @@ def test_prune_removes_unreferenced_blobs_and_stale_ingest_only(store, model_fac
 
 def test_stale_ingest_from_a_killed_process_is_pruned(store):
     store.write_blob(b"x")
-    code = ("import os,sys,time\nfrom mdl.content import LayoutStore\n"
+    code = ("import os,sys,time\nfrom mdl.store import LayoutStore\n"
             f"w = LayoutStore({str(store.root)!r}).ingest()\nw.write(b'abc')\nprint('ready', flush=True)\n"
             "time.sleep(60)\n")
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
@@ -539,7 +540,7 @@ def test_disk_usage(store, tmp_path):
     assert (du.blob_bytes, du.referenced_bytes, du.reclaimable_bytes, du.ingest_bytes) == \
         (referenced + 50, referenced, 50, 7)
     w.abort()
-    assert LayoutStore(tmp_path / "empty").disk_usage() == layout_mod.DiskUsage(0, 0, 0, 0, 0, 0)
+    assert LayoutStore(tmp_path / "empty").disk_usage() == gc_mod.DiskUsage(0, 0, 0, 0, 0, 0)
 
 
 def test_referenced_blobs_follows_an_index(store, model_factory):
@@ -566,7 +567,7 @@ def test_disk_full_during_ingest_publishes_nothing(store, monkeypatch):
     def full(fd, view):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(layout_mod, "_write_all", full)
+    monkeypatch.setattr(ingest_mod, "write_all", full)
     with pytest.raises(DiskFullError) as info:
         store.write_blob(b"x" * 100)
     assert info.value.where == str(store.root)
@@ -603,7 +604,7 @@ def test_disk_full_while_copying_an_import(store, tmp_path, monkeypatch):
         while view:
             view = view[os.write(fd, view):]
 
-    monkeypatch.setattr(layout_mod, "_write_all", fills_up)
+    monkeypatch.setattr(ingest_mod, "write_all", fills_up)
     with pytest.raises(DiskFullError):
         store.import_file(src, link=False)
     assert calls == [1 << 20, 1 << 20]

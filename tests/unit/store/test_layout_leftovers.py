@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 
-from mdl.content import LayoutStore
+from mdl.store import LayoutStore
 from mdl.content.descriptor import Descriptor
 from mdl.spec import mediatypes as mt
 

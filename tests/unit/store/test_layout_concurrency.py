@@ -6,7 +6,7 @@ import multiprocessing
 import os
 
 from store_helpers import put_model
-from mdl.content import LayoutStore
+from mdl.store import LayoutStore
 from mdl.reference import parse_reference
 
 PROCESSES = 4

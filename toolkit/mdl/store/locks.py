@@ -1,0 +1,102 @@
+"""File locks and crash-safe writes: the one home for `flock`, atomic replace and fsync.
+
+Locks are `flock`s, so they die with their process: a killed process never leaves a stale lock.
+An atomic write goes to a unique temp file beside the target (`.<name>.<random>.tmp`), is fsync'ed,
+then `os.replace`d over the target, and the directory is fsync'ed: a reader sees the old bytes or
+the new ones, never a mix, and a crash leaves at most a temp file (see `remove_temp_files`).
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
+
+
+def is_disk_full(error: OSError) -> bool:
+    return error.errno in DISK_FULL_ERRNOS
+
+
+@contextmanager
+def flock(path: Path, operation: int) -> Iterator[bool]:
+    """Hold flock `operation` on `path` (created if missing); yields False if LOCK_NB could not get it."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, operation)
+        except BlockingIOError:
+            yield False
+            return
+        yield True
+    finally:
+        os.close(fd)  # closing the last descriptor releases the flock
+
+
+def write_all(fd: int, view: memoryview) -> None:
+    while view:
+        n = os.write(fd, view)
+        view = view[n:]
+
+
+def fsync_dir(path: Path) -> None:
+    """Make a rename or link in `path` durable (best effort: some file systems refuse)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def temp_name(path: Path) -> Path:
+    """A unique temp file name beside `path`, in the pattern `remove_temp_files` cleans up."""
+    return path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+
+
+def atomic_write(path: Path, data: bytes, mode: int = 0o644) -> None:
+    """Replace `path` with `data` so that readers see the old or the new bytes, never a mix."""
+    tmp = temp_name(path)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
+    try:
+        try:
+            write_all(fd, memoryview(data))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        unlink_quiet(tmp)
+        raise
+    fsync_dir(path.parent)
+
+
+def remove_temp_files(directory: Path, name: str) -> None:
+    """Delete the temp files an interrupted `atomic_write` of `directory/name` left. Call only while
+    holding the lock every writer of that file holds: then any temp file found is a dead process's."""
+    for tmp in directory.glob(f".{name}.*.tmp"):
+        unlink_quiet(tmp)
+
+
+def unlink_quiet(path: Path) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+def free_bytes(path: Path) -> int | None:
+    try:
+        st = os.statvfs(path)
+    except OSError:
+        return None
+    return st.f_bavail * st.f_frsize
