@@ -6,6 +6,7 @@ run and prints ratios.
 
 from __future__ import annotations
 
+import json
 import os
 import statistics
 import subprocess
@@ -15,6 +16,17 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 OUT = REPO / "bench" / "out"
+
+# The hashing baseline: sha256 of each file named, one after another, 1 MiB reads, in one process.
+HASH_FILES = """
+import hashlib, sys
+for path in sys.argv[1:]:
+    h = hashlib.sha256()
+    with open(path, 'rb', buffering=0) as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    print(h.hexdigest())
+"""
 
 
 def run_measured(argv: list[str], env: dict | None = None, cwd: Path | None = None) -> tuple[float, int]:
@@ -44,3 +56,61 @@ def mib(n: int) -> str:
 
 def verdict(ok: bool) -> str:
     return "PASS" if ok else "FAIL"
+
+
+def mdl_env(**extra: str) -> dict:
+    """The environment to run `python -m mdl` in, as an installed mdl runs: from compiled bytecode.
+    (An editable checkout under PYTHONDONTWRITEBYTECODE would recompile every module on every start.)"""
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(REPO / "toolkit" / "mdl")], check=True)
+    env = {**os.environ, **extra}
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    return env
+
+
+def record(benchmark: str, target: str, measured: str, ok: bool | None) -> None:
+    """Print one result line and, when `bench/all.py` runs this script (MDL_BENCH_RESULTS names a file),
+    append it there as JSON, for the README's table."""
+    print(f"{benchmark}: {measured} (target {target})" + ("" if ok is None else f"  {verdict(ok)}"), flush=True)
+    path = os.environ.get("MDL_BENCH_RESULTS")
+    if path:
+        with open(path, "a") as f:
+            f.write(json.dumps({"benchmark": benchmark, "target": target, "measured": measured, "ok": ok}) + "\n")
+
+
+# Model files for the benchmarks, written in 1 MiB steps from a fixed seed (memory stays flat).
+
+
+def write_big_gguf(path: Path, size_mib: int) -> None:
+    """A valid GGUF whose single F32 tensor holds `size_mib` MiB of seeded random data, streamed."""
+    import numpy as np
+    from gguf import GGMLQuantizationType, GGUFWriter
+
+    n = size_mib * (1 << 20) // 4
+    w = GGUFWriter(str(path), "llama")
+    w.add_context_length(4096)
+    w.add_tensor_info("token_embd.weight", (n,), np.dtype(np.float32), n * 4, raw_dtype=GGMLQuantizationType.F32)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_ti_data_to_file()
+    w.close()
+    with open(path, "ab") as f:
+        pad = (-f.tell()) % 32  # GGUF default alignment
+        f.write(b"\0" * pad)
+        rng = np.random.default_rng(0)
+        for _ in range(size_mib):
+            f.write(rng.integers(0, 256, 1 << 20, dtype=np.uint8).tobytes())
+
+
+def write_big_safetensors(path: Path, size: int, seed: int) -> None:
+    """A valid safetensors file holding one U8 tensor of `size` seeded random bytes, streamed."""
+    import struct
+
+    import numpy as np
+
+    header = json.dumps({"w": {"dtype": "U8", "shape": [size], "data_offsets": [0, size]}}).encode()
+    header += b" " * (-len(header) % 8)
+    rng = np.random.default_rng(seed)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(header)) + header)
+        for _ in range(size >> 20):
+            f.write(rng.integers(0, 256, 1 << 20, dtype=np.uint8).tobytes())

@@ -26,6 +26,9 @@ import sys
 import tarfile
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import record  # noqa: E402
+
 REPO = Path(__file__).resolve().parent.parent
 CACHE = REPO / "bench" / "out" / "gguf_metadata"
 SDIST_NAME = "llama_cpp_python-0.3.36.tar.gz"
@@ -153,7 +156,9 @@ def main() -> None:
     print(f"gguf.GGUFReader:     {t_base:.4f} s median of {args.baseline_runs}  "
           f"(runs: {', '.join(f'{t:.3f}' for t in base['times'])})")
     print(f"ratio:               ours is {t_base / t_ours:.1f}x faster ({t_ours / t_base:.4f} of GGUFReader)")
-    print(f"under {TARGET_S} s:          {'PASS' if t_ours < TARGET_S else 'FAIL'}")
+    record(f"GGUF metadata of {path.name} ({counts[path]} tokens)", f"< {TARGET_S} s, against gguf.GGUFReader",
+           f"{t_ours:.3f} s vs {t_base:.2f} s; {ours['rss_peak_kib'] / 1024:.1f} MiB RSS vs "
+           f"{base['rss_peak_kib'] / 1024:.0f} MiB", t_ours < TARGET_S)
     print(f"peak RSS ours:       {ours['rss_peak_kib'] / 1024:.1f} MiB "
           f"(after imports {ours['rss_before_kib'] / 1024:.1f} MiB); "
           f"tracemalloc peak {ours['tracemalloc_peak'] / mib:.2f} MiB")

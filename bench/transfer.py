@@ -6,7 +6,10 @@ Targets (issue: registries), all measured in the same run, medians of --runs:
   peak RSS < 64 MiB;
 - pull: <= 1.15x a raw verified GET (4 MiB readinto, hash, write, rename), <= 0.6x
   `skopeo copy docker://... oci:...`; peak RSS < 64 MiB;
-- a 4-layer model (4 x 256 MiB): `--concurrency 4` measurably faster than `--concurrency 1`.
+- a 4-layer model (4 x 256 MiB): `--concurrency 4` measurably faster than `--concurrency 1`, pulled
+  and pushed.
+C tools are a second baseline: `curl -T` uploading the blob with its digest known (no hashing on the
+client), and `curl | tee | sha256sum` downloading it (hashing in C).
 Every timed push goes to a fresh repository and skopeo's blob-info cache is cleared before each
 skopeo run, so nothing is skipped or mounted.
 
@@ -18,7 +21,6 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -28,8 +30,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "bench"))
 sys.path.insert(0, str(REPO))
-from common import OUT, median, mib, python_snippet, run_measured, verdict  # noqa: E402
-from package_gguf import write_big_gguf  # noqa: E402
+from common import (OUT, mdl_env, median, mib, python_snippet, record, run_measured, write_big_gguf,  # noqa: E402
+                    write_big_safetensors)
 
 from tests.integration.registry import start_registry  # noqa: E402
 
@@ -68,6 +70,23 @@ assert "sha256:" + h.hexdigest() == digest
 os.rename(out + ".part", out)
 """
 
+# $1 file, $2 registry origin, $3 repository, $4 digest: start an upload, then one streamed PUT.
+CURL_PUSH = r"""
+set -euo pipefail
+loc=$(curl -sf -D - -o /dev/null -X POST "$2/v2/$3/blobs/uploads/" | tr -d '\r' \
+      | awk 'tolower($1)=="location:"{print $2}')
+case "$loc" in http*) ;; *) loc="$2$loc" ;; esac
+case "$loc" in *\?*) sep='&' ;; *) sep='?' ;; esac
+curl -sf -o /dev/null -T "$1" -H 'Content-Type: application/octet-stream' "$loc${sep}digest=$4"
+"""
+
+# $1 blob URL, $2 output file, $3 expected hex: download, write and hash in one pipe.
+CURL_PULL = r"""
+set -euo pipefail
+sum=$(curl -sf "$1" | tee "$2.part" | sha256sum | cut -d' ' -f1)
+[ "$sum" = "$3" ] && mv "$2.part" "$2"
+"""
+
 SKOPEO_CACHE = Path("/var/lib/containers/cache/blob-info-cache-v1.boltdb")
 
 
@@ -102,7 +121,7 @@ def main() -> None:
 
 def run(tmp: Path, reg, args, have_skopeo: bool) -> None:
     home = tmp / "store"
-    env = os.environ | {"MDL_HOME": str(home)}
+    env = mdl_env(MDL_HOME=str(home))
     model = tmp / "big.gguf"
     write_big_gguf(model, args.size_mib)
     run_measured(mdl("package", "--gguf", str(model), "-q", "bench/big:v1"), env=env)
@@ -116,12 +135,15 @@ def run(tmp: Path, reg, args, have_skopeo: bool) -> None:
     def fresh_repo(kind: str) -> str:
         return f"bench/{kind}-{next(counter)}"
 
-    push = {"raw": [], "mdl": [], "skopeo": []}
+    push = {"raw": [], "mdl": [], "skopeo": [], "curl": []}
     push_rss = []
     for _ in range(args.runs):
         repo = fresh_repo("raw")
         push["raw"].append(run_measured(python_snippet(RAW_PUSH, str(blob), f"{reg.url}/v2/{repo}", digest))[0])
-        wall, rss = run_measured(mdl("push", "-q", "bench/big:v1", f"{reg.host}/{fresh_repo('mdl')}:v1"), env=env)
+        push["curl"].append(run_measured(["bash", "-c", CURL_PUSH, "curl-push", str(blob), reg.url,
+                                          fresh_repo("curl"), digest])[0])
+        pushed_to = fresh_repo("mdl")
+        wall, rss = run_measured(mdl("push", "-q", "bench/big:v1", f"{reg.host}/{pushed_to}:v1"), env=env)
         push["mdl"].append(wall)
         push_rss.append(rss)
         if have_skopeo:
@@ -130,16 +152,19 @@ def run(tmp: Path, reg, args, have_skopeo: bool) -> None:
                 ["skopeo", "--insecure-policy", "copy", "-q", "--dest-tls-verify=false",
                  f"oci:{home}:docker.io/bench/big:v1", f"docker://{reg.host}/{fresh_repo('sk')}:v1"])[0])
 
-    src = f"{reg.host}/bench/mdl-1:v1"  # pushed above
-    pull = {"raw": [], "mdl": [], "skopeo": []}
+    src = f"{reg.host}/{pushed_to}:v1"  # pushed above
+    pull = {"raw": [], "mdl": [], "skopeo": [], "curl": []}
     pull_rss = []
     for i in range(args.runs):
         out = tmp / f"raw-{i}"
         pull["raw"].append(run_measured(python_snippet(
-            RAW_PULL, f"{reg.url}/v2/bench/mdl-1/blobs/{digest}", str(out), digest))[0])
+            RAW_PULL, f"{reg.url}/v2/{pushed_to}/blobs/{digest}", str(out), digest))[0])
+        out.unlink()
+        pull["curl"].append(run_measured(["bash", "-c", CURL_PULL, "curl-pull", f"{reg.url}/v2/{pushed_to}/blobs/{digest}",
+                                          str(out), digest.split(":")[1]])[0])
         out.unlink()
         pull_home = tmp / f"pull-{i}"
-        wall, rss = run_measured(mdl("pull", "-q", src), env=os.environ | {"MDL_HOME": str(pull_home)})
+        wall, rss = run_measured(mdl("pull", "-q", src), env=mdl_env(MDL_HOME=str(pull_home)))
         pull["mdl"].append(wall)
         pull_rss.append(rss)
         shutil.rmtree(pull_home)
@@ -152,57 +177,47 @@ def run(tmp: Path, reg, args, have_skopeo: bool) -> None:
             shutil.rmtree(dest)
 
     print(f"model: one {mib(size)} layer; loopback registry; files under {args.workdir}; {args.runs} runs (medians)")
-    report("push", push, push_rss, raw_limit=1.1, skopeo_limit=0.9)
-    report("pull", pull, pull_rss, raw_limit=1.15, skopeo_limit=0.6)
+    report("push", mib(size), push, push_rss, raw_limit=1.1, skopeo_limit=0.9)
+    report("pull", mib(size), pull, pull_rss, raw_limit=1.15, skopeo_limit=0.6)
     concurrency(tmp, reg, args)
 
 
-def report(what: str, times: dict, rss: list[int], raw_limit: float, skopeo_limit: float) -> None:
-    m, r = median(times["mdl"]), median(times["raw"])
-    print(f"{what}: mdl {m:.2f} s, raw requests {r:.2f} s -> {m / r:.2f}x (target <= {raw_limit}x)  "
-          f"{verdict(m / r <= raw_limit)}")
+def report(what: str, size: str, times: dict, rss: list[int], raw_limit: float, skopeo_limit: float) -> None:
+    m, r, c = median(times["mdl"]), median(times["raw"]), median(times["curl"])
+    record(f"`mdl {what}`, one {size} layer, loopback registry", f"<= {raw_limit}x a raw Python {what} (requests)",
+           f"{m / r:.2f}x ({m:.2f} s vs {r:.2f} s)", m / r <= raw_limit)
     if times["skopeo"]:
         s = median(times["skopeo"])
-        print(f"{what}: skopeo {s:.2f} s -> mdl/skopeo {m / s:.2f}x (target <= {skopeo_limit}x)  "
-              f"{verdict(m / s <= skopeo_limit)}")
-    print(f"{what}: mdl peak RSS {mib(max(rss))} (target < 64 MiB)  {verdict(max(rss) < 64 << 20)}")
-
-
-def write_big_safetensors(path: Path, size: int, seed: int) -> None:
-    """A valid safetensors file holding one U8 tensor of `size` seeded random bytes, streamed."""
-    import struct
-
-    import numpy as np
-
-    header = json.dumps({"w": {"dtype": "U8", "shape": [size], "data_offsets": [0, size]}}).encode()
-    header += b" " * (-len(header) % 8)
-    rng = np.random.default_rng(seed)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(header)) + header)
-        for _ in range(size >> 20):
-            f.write(rng.integers(0, 256, 1 << 20, dtype=np.uint8).tobytes())
+        record(f"`mdl {what}` against skopeo", f"<= {skopeo_limit}x skopeo", f"{m / s:.2f}x ({m:.2f} s vs {s:.2f} s)",
+               m / s <= skopeo_limit)
+    record(f"`mdl {what}` against curl", "none: C tools, for reference", f"{m / c:.2f}x ({m:.2f} s vs {c:.2f} s)",
+           None)
+    record(f"`mdl {what}`: peak RSS", "< 64 MiB", mib(max(rss)), max(rss) < 64 << 20)
 
 
 def concurrency(tmp: Path, reg, args) -> None:
-    """A safetensors model of 4 files of --layer-mib each: pull with --concurrency 1 and 4."""
+    """A safetensors model of 4 files of --layer-mib each: push and pull with --concurrency 1 and 4."""
     model_dir = tmp / "four"
     model_dir.mkdir()
     for i in range(4):
         write_big_safetensors(model_dir / f"model-0000{i + 1}-of-00004.safetensors", args.layer_mib << 20, seed=i)
-    env = os.environ | {"MDL_HOME": str(tmp / "four-store")}
-    target = f"{reg.host}/bench/four:v1"
-    run_measured(mdl("package", "--safetensors-dir", str(model_dir), "--push", "-q", target), env=env)
-    times = {1: [], 4: []}
+    env = mdl_env(MDL_HOME=str(tmp / "four-store"))
+    run_measured(mdl("package", "--safetensors-dir", str(model_dir), "-q", "bench/four:v1"), env=env)
+    pushed = {1: [], 4: []}
+    pulled = {1: [], 4: []}
     for i in range(args.runs):
         for c in (1, 4):
+            target = f"{reg.host}/bench/four-{c}-{i}:v1"  # a fresh repository: nothing is skipped or mounted
+            pushed[c].append(run_measured(mdl("push", "-q", "--concurrency", str(c), "bench/four:v1", target),
+                                          env=env)[0])
             home = tmp / f"four-pull-{c}-{i}"
-            times[c].append(run_measured(mdl("pull", "-q", "--concurrency", str(c), target),
-                                         env=os.environ | {"MDL_HOME": str(home)})[0])
+            pulled[c].append(run_measured(mdl("pull", "-q", "--concurrency", str(c), target),
+                                          env=mdl_env(MDL_HOME=str(home)))[0])
             shutil.rmtree(home)
-    t1, t4 = median(times[1]), median(times[4])
-    print(f"4 x {args.layer_mib} MiB pull: --concurrency 1 {t1:.2f} s, --concurrency 4 {t4:.2f} s -> "
-          f"{t1 / t4:.2f}x faster  {verdict(t4 < t1)}")
-
+    for what, times in (("push", pushed), ("pull", pulled)):
+        t1, t4 = median(times[1]), median(times[4])
+        record(f"`mdl {what}` of 4 x {args.layer_mib} MiB", "`--concurrency 4` faster than `--concurrency 1`",
+               f"{t1 / t4:.2f}x faster ({t4:.2f} s vs {t1:.2f} s)", t4 < t1)
 
 if __name__ == "__main__":
     main()

@@ -88,3 +88,59 @@ def test_a_registry_artifact_is_checked_in_place(mdl, registry, unique_repo, pac
     assert proc.returncode == 0, proc.stdout + proc.stderr
     [a] = checked(proc)
     assert a["ok"] and a["layers_hashed"] is True and a["name"] == target
+    # The written profile reads the registry's manifest and config again, not the store's.
+    assert mdl("rm", packaged).returncode == 0 and mdl("rm", target).returncode == 0
+    proc = mdl("conformance", "check", "--json", "--written", target)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    [w] = checked(proc)
+    assert w["ok"] and w["cases"] > a["cases"]
+
+
+WRITTEN_ANNOTATIONS_CASE = "manifest-written/written-manifest-every-layer-carries-the-four-annotations"
+INTEROP = Path(__file__).resolve().parents[3] / "shared" / "interop" / "docker-model-runner"
+
+
+def _rewrite_manifest(layout: Path, edit_manifest) -> None:
+    """Give the layout's model a new manifest made by `edit_manifest` (blobs unchanged)."""
+    index = json.loads((layout / "index.json").read_text())
+    entry = index["manifests"][0]
+    blobs = layout / "blobs" / "sha256"
+    manifest = json.loads((blobs / entry["digest"].split(":")[1]).read_bytes())
+    edit_manifest(manifest)
+    raw = canonical_json(manifest)
+    (blobs / sha256_bytes(raw).split(":")[1]).write_bytes(raw)
+    entry.update(digest=sha256_bytes(raw), size=len(raw))
+    (layout / "index.json").write_text(json.dumps(index))
+
+
+@pytest.mark.parametrize("fmt", ["docker", "cncf"])
+def test_what_mdl_packages_passes_the_written_profile(mdl, tmp_path, fmt):
+    if not INTEROP.is_dir():
+        pytest.skip("../shared/interop is absent")
+    proc = mdl("package", "--format", fmt, "--gguf", str(INTEROP / "dummy.gguf"), "--license",
+               str(INTEROP / "license.txt"), "--chat-template", str(INTEROP / "template.jinja"),
+               "--mmproj", str(INTEROP / "dummy.mmproj"), f"ai/dummy:{fmt}")
+    assert proc.returncode == 0, proc.stderr
+    proc = mdl("conformance", "check", "--written", "--json", f"ai/dummy:{fmt}")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    report = json.loads(proc.stdout)
+    [a] = report["artifacts"]
+    assert report["profile"] == "written" and a["ok"] and a["failed"] == [] and a["other_findings"] == []
+    reader = json.loads(mdl("conformance", "check", "--json", f"ai/dummy:{fmt}").stdout)["artifacts"][0]
+    assert a["cases"] > reader["cases"]  # the written cases apply on top of the reader ones
+
+
+def test_a_layer_without_a_title_fails_only_the_written_profile(mdl, packaged, tmp_path):
+    layout = tmp_path / "layout"
+    assert mdl("save", packaged, "-o", str(layout)).returncode == 0
+    _rewrite_manifest(layout, lambda m: m["layers"][0]["annotations"].pop("org.opencontainers.image.title"))
+    assert mdl("conformance", "check", "--json", str(layout)).returncode == 0  # readers accept it
+    proc = mdl("conformance", "check", "--written", "--json", str(layout))
+    assert proc.returncode == 1
+    [a] = checked(proc)
+    assert [(f["case"], f["profile"]) for f in a["failed"]] == [(WRITTEN_ANNOTATIONS_CASE, "written")]
+    assert [(f["kind"], f["document"], f["path"]) for f in a["failed"][0]["findings"]] == \
+        [("layer-annotations", "manifest", "$.layers[0].annotations")]
+    assert a["other_findings"] == []
+    human = mdl("conformance", "check", "--written", str(layout))
+    assert human.returncode == 1 and f"FAIL {WRITTEN_ANNOTATIONS_CASE}" in human.stdout

@@ -117,6 +117,18 @@ def test_e2e_leaves_nothing_behind(run, registry):
         tag = name.rsplit(":", 1)[1]
         assert _manifest_status(registry, repository, digest) == 404
         assert _manifest_status(registry, repository, tag) == 404
+    # Every blob pushed was deleted too: the repository links no layer, config or manifest any more.
+    links = sorted(str(p.relative_to(registry.root)) for p in
+                   (registry.root / "docker" / "registry" / "v2" / "repositories" / repository).rglob("link"))
+    assert links == [], links
+    deletes = {s["format"]: s["detail"] for s in report["steps"] if s["name"] == "delete"}
+    # The config goes with the docker model; the GGUF layer, shared, with the cncf one.
+    assert deletes["docker"].endswith("; 1 blob(s) deleted, 1 kept for the other format")
+    assert deletes["cncf"].endswith("; 2 blob(s) deleted")
+    assert report["left_behind"] == []
+    assert report["not_removable"][0] == (f"repository {repository}: still listed in /v2/_catalog (the API has no "
+                                          "repository delete)")
+    assert report["not_removable"][1].startswith("the bytes of the 3 blob(s) pushed:")
     # The user's store (MDL_HOME) is never touched.
     assert not (tmp / "home").exists() or not any((tmp / "home").iterdir())
 

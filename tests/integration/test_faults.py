@@ -195,7 +195,7 @@ def test_stall_longer_than_the_read_timeout_fails_in_bounded_time(proxy, shared,
     from mdl.store import LayoutStore
     from mdl.ops.pull import pull
     from mdl.reference import parse_reference
-    from mdl.registry import open_repository
+    from mdl.registry.open import open_repository
     from mdl.registry.errors import RegistryUnreachableError
 
     target = shared[0]

@@ -35,7 +35,7 @@ def test_push_killed_at_random_points_then_completes(model, registry, tmp_path):
     from mdl.store import LayoutStore
     from mdl.ops.pull import pull
     from mdl.reference import parse_reference
-    from mdl.registry import open_repository
+    from mdl.registry.open import open_repository
 
     env, home, local, _, digest = model
     rng = random.Random(SEED + 1)

@@ -15,7 +15,9 @@ import pytest
 
 from mdl.content.descriptor import Manifest
 from mdl.reference import parse_reference
-from mdl.registry import RegistryClient, RemoteRepository, open_repository
+from mdl.registry.client import RegistryClient
+from mdl.registry.open import open_repository
+from mdl.registry.repository import RemoteRepository
 from mdl.registry.credentials import login, logout, resolve_credentials
 from mdl.registry.credentials import Credentials
 from mdl.registry.errors import AuthenticationError, TLSVerificationError

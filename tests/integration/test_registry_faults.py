@@ -12,7 +12,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from mdl.registry import RegistryClient, RemoteRepository
+from mdl.registry.client import RegistryClient
+
+from mdl.registry.repository import RemoteRepository
 from mdl.registry.errors import (
     AuthenticationError,
     ManifestTooLargeError,

@@ -8,7 +8,8 @@ import pytest
 
 from mdl.content.descriptor import Manifest
 from mdl.errors import DigestMismatchError, ReferenceFormatError
-from mdl.registry import RegistryClient, RemoteRepository
+from mdl.registry.client import RegistryClient
+from mdl.registry.repository import RemoteRepository
 from mdl.registry.errors import (
     RegistryUnreachableError,
     RemoteNotFoundError,

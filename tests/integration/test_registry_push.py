@@ -7,7 +7,8 @@ import pytest
 from mdl.content.descriptor import Manifest
 from mdl.content.transfer import EXISTS, MOUNTED, SENT
 from mdl.errors import DigestMismatchError
-from mdl.registry import RegistryClient, RemoteRepository
+from mdl.registry.client import RegistryClient
+from mdl.registry.repository import RemoteRepository
 from mdl.registry.errors import RemoteNotFoundError
 from mdl.spec import mediatypes as mt
 from tests.integration.blobs import BytesSource, Recorder, blob, random_blob, read_and_verify

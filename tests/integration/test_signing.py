@@ -16,7 +16,7 @@ from mdl.content.descriptor import Descriptor
 from mdl.content.digest import sha256_bytes
 from mdl.ops.sign import _BytesSource
 from mdl.reference import parse_reference
-from mdl.registry import open_repository
+from mdl.registry.open import open_repository
 from mdl.registry.referrers import fallback_tag
 from mdl.signing.cosign import build_signature_manifest, make_payload, signature_tag
 from mdl.signing.keys import load_private_key, sign_payload

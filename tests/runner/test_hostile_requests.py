@@ -212,7 +212,7 @@ def _leave_before_the_answer(server, body: dict) -> None:
     """Send a request on a raw socket and close it at once, before any byte of the answer."""
     raw = json.dumps(body).encode()
     with socket.create_connection(("127.0.0.1", server.port), timeout=10) as s:
-        s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
                   b"Content-Length: " + str(len(raw)).encode() + b"\r\n\r\n" + raw)
 
 

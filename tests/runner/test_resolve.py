@@ -12,7 +12,8 @@ from mdl.errors import ModelNotFoundError
 from mdl.ops.package import PackageRequest, package
 from mdl.reference import parse_reference
 from mdl.runner import links_dir
-from mdl.runner.resolve import (ModelDamagedError, UnsupportedModelFormatError, resolve_model, shard_name,
+from mdl.placement import shard_name
+from mdl.runner.resolve import (ModelDamagedError, UnsupportedModelFormatError, resolve_model,
                                 verify_model)
 from mdl.spec import mediatypes as mt
 from tests.fixtures import models

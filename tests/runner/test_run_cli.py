@@ -9,6 +9,7 @@ import sys
 import pytest
 
 from tests.conftest import REPO_ROOT, assert_clean_error
+from tests.integration.registry import free_port
 
 pytest.importorskip("llama_cpp")
 
@@ -27,6 +28,7 @@ _MAIN = (
 def mdl_run(runner_home):
     env = {k: v for k, v in os.environ.items() if k not in ("MDL_DEBUG",)}
     env["MDL_HOME"] = str(runner_home)
+    env["MODEL_RUNNER_HOST"] = f"http://127.0.0.1:{free_port()}"  # no runner answers: the model loads here
 
     def run(*args: str, input: str | None = None) -> subprocess.CompletedProcess:
         return subprocess.run([sys.executable, "-c", _MAIN, "run", *args], capture_output=True, text=True,

@@ -46,12 +46,14 @@ def _serve_argv() -> list[str]:
 
 
 class Server:
-    def __init__(self, home: Path, tmp: Path, *extra: str):
+    def __init__(self, home: Path, tmp: Path, *extra: str, env: dict | None = None):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        env = {k: v for k, v in os.environ.items() if k not in ("MDL_DEBUG",)}
-        env["MDL_HOME"] = str(home)
-        env["DOCKER_CONFIG"] = str(tmp / "docker-config")
+        self.env = {k: v for k, v in os.environ.items() if k not in ("MDL_DEBUG", "MDL_API_KEY")}
+        self.env["MDL_HOME"] = str(home)
+        self.env["DOCKER_CONFIG"] = str(tmp / "docker-config")
+        self.env.update(env or {})
+        env = self.env
         self.log = tmp / f"serve-{self.port}.log"
         self._err = open(self.log, "wb")
         self.proc = subprocess.Popen([*_serve_argv(), "--port", str(self.port), "--threads", "1", *extra],

@@ -36,6 +36,9 @@ DIGEST = "sha256:" + HEX
         (f"localhost:5000/x@{DIGEST}", "localhost:5000", "x", None, DIGEST, f"localhost:5000/x@{DIGEST}"),
         ("  smollm2  ", "docker.io", "ai/smollm2", "latest", None, "docker.io/ai/smollm2:latest"),
         ("deadbeefcafe", "docker.io", "ai/deadbeefcafe", "latest", None, "docker.io/ai/deadbeefcafe:latest"),
+        # 64 hex is a name too; the store tries it as a model ID first (spec/references.md §3)
+        (HEX, "docker.io", f"ai/{HEX}", "latest", None, f"docker.io/ai/{HEX}:latest"),
+        ("index.docker.io/smollm2", "docker.io", "ai/smollm2", "latest", None, "docker.io/ai/smollm2:latest"),
     ],
 )
 def test_normalization(text, registry, repository, tag, digest, string):
@@ -71,7 +74,6 @@ def test_normalization(text, registry, repository, tag, digest, string):
         ("x@sha512:" + HEX * 2, "unsupported digest algorithm 'sha512'"),
         ("https://ghcr.io/x", "scheme"),
         ("bad_host:5000/x", "invalid registry host 'bad_host:5000'"),
-        (HEX, "model ID"),
         ("ghcr.io/" + "a" * 250, "over the limit of 255"),
     ],
 )

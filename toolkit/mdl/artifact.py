@@ -40,23 +40,6 @@ def rfc3339(t: datetime) -> str:
     return text + "Z"
 
 
-def parse_rfc3339(text) -> datetime | None:
-    """An RFC 3339 time from a config (`created`, `createdAt`), in UTC; None when absent or unreadable."""
-    if not isinstance(text, str) or not text:
-        return None
-    try:
-        t = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return t if t.tzinfo is not None else t.replace(tzinfo=timezone.utc)
-
-
-def unix_time(text) -> int:
-    """Seconds since 1970 of an RFC 3339 time, 0 when absent or unreadable (OpenAI's `created`)."""
-    t = parse_rfc3339(text)
-    return int(t.timestamp()) if t else 0
-
-
 def to_json_bytes(doc) -> bytes:
     """Compact JSON, keys in the order given: the same document always gives the same bytes."""
     return json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode()
@@ -104,6 +87,9 @@ def layer_descriptor(layer: LayerFile, fmt: str) -> Descriptor:
         if layer.facts is not None:
             annotations[mt.ANNOTATION_FILE_METADATA] = layer.facts.annotation_value()
         annotations[mt.ANNOTATION_MEDIATYPE_UNTESTED] = "false"
+    if mt.ANNOTATION_FILEPATH in annotations:
+        # The name oras and CRI-O image volumes give the file (spec/annotations.md §1).
+        annotations.setdefault(mt.ANNOTATION_TITLE, annotations[mt.ANNOTATION_FILEPATH])
     media_type = layer.media_type
     if fmt == "cncf":
         media_type = modelpack_layer_type(layer.media_type, layer.filepath)

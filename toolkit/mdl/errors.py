@@ -57,6 +57,9 @@ OUTCOMES: dict[str, Outcome] = {
     "blob-too-large":          Outcome(1, 500, _SERVER, "blob_too_large"),
     "layout":                  Outcome(1, 500, _SERVER, "layout"),
     "unsafe-archive":          Outcome(1, 500, _SERVER, "unsafe_archive"),
+    "archive-too-large":       Outcome(1, 500, _SERVER, "archive_too_large"),
+    "unsafe-path":             Outcome(1, 500, _SERVER, "unsafe_path"),
+    "partial-model":           Outcome(1, 409, _CLIENT, "model_partial"),
     # registries (the runner's POST /models/create pulls)
     "unreachable":             Outcome(1, 502, _SERVER, "registry_unreachable"),
     "auth":                    Outcome(1, 401, _AUTH, "registry_auth"),
@@ -81,11 +84,18 @@ OUTCOMES: dict[str, Outcome] = {
     "model-damaged":           Outcome(1, 500, _SERVER, "model_damaged"),
     "model-too-large":         Outcome(1, 500, _SERVER, "model_too_large"),
     "load-failed":             Outcome(1, 500, _SERVER, "load_failed"),
+    "registry-not-allowed":    Outcome(1, 403, "permission_error", "registry_not_allowed"),
+    "worker-died":             Outcome(1, 500, _SERVER, "worker_died"),
+    # the CLI talking to a running `mdl serve`
+    "runner-unreachable":      Outcome(1, 502, _SERVER, "runner_unreachable"),
+    "runner":                  Outcome(1, 502, _SERVER, "runner_error"),
     # a failed step of `mdl conformance e2e` (StepFailure sets these per instance)
     "findings":                Outcome(1, 500, _SERVER, "findings"),
     "http":                    Outcome(1, 500, _SERVER, "http"),
     "mismatch":                Outcome(1, 500, _SERVER, "mismatch"),
     "leftover":                Outcome(1, 500, _SERVER, "leftover"),
+    # `mdl audit`: the registry could not be audited whole (unreachable, credentials refused, parts unreadable)
+    "audit-incomplete":        Outcome(2, 502, _SERVER, "audit_incomplete"),
 }
 
 

@@ -4,17 +4,24 @@
 
 Each problem is a `Finding` with a stable `kind` and the JSON path it concerns, so scripts (and the
 conformance suite) can tell one failure from another. Blobs are streamed, so memory stays flat.
+
+A model stored partially on purpose (`mdl pull --include`) is checked for what it holds: its absent
+layers are listed in `Report.absent`, not reported as findings, so `verify --all` and `--repair` never
+take them for damage. `refuse_partial` is the runtime's side: a partial model without the layers it
+needs to run is refused, saying so.
 """
 
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 
-from .artifact_check import Finding, config_findings, manifest_findings
+from .artifact_check import Finding, config_findings, effective_filepath, manifest_findings
 from .content.copy import read_small_blob
-from .content.digest import hash_stream
+from .content.digest import hash_stream, hash_workers
 from .errors import DigestMismatchError, MdlError
+from .placement import RUNTIME_ROLES, layer_role
 from .spec import mediatypes as mt
 from .store import LayoutStore
 
@@ -30,6 +37,8 @@ class Report:
     bytes_checked: int = 0
     layers_hashed: bool = True  # False when layers were only checked for presence and size (a registry HEAD)
     config_media_type: str | None = None  # the manifest's, once it could be read
+    partial: bool = False  # stored partially on purpose (`mdl pull --include`)
+    absent: list[dict] = field(default_factory=list)  # a partial model's layers not in the store
 
     @property
     def ok(self) -> bool:
@@ -44,6 +53,35 @@ class Report:
         return d
 
 
+class PartialModelError(MdlError):
+    """A model stored partially (`mdl pull --include`) lacks layers the command needs."""
+
+    kind = "partial-model"
+
+    def __init__(self, reference: str, missing: list[str], needed: str = "to run", hint: str | None = None):
+        self.reference, self.missing = reference, missing
+        shown = ", ".join(missing[:4]) + (f" and {len(missing) - 4} more" if len(missing) > 4 else "")
+        super().__init__(f"model {reference} was pulled partially (--include) and lacks what it needs {needed}: "
+                         f"{shown}", hint or f"pull the whole model: `mdl pull {reference}`")
+
+
+def refuse_partial(store: LayoutStore, reference: str, digest: str, manifest, needed: str = "to run",
+                   roles: frozenset[str] | None = RUNTIME_ROLES) -> None:
+    """PartialModelError when the model `digest` is stored partially and lacks a layer of one of
+    `roles` (the weights, projector and chat template by default; None: any layer)."""
+    if not store.is_partial(digest):
+        return
+    missing = [d for d in manifest.layers
+               if not store.has_blob(d.digest) and (roles is None or layer_role(d) in roles)]
+    if missing:
+        raise PartialModelError(reference, [_layer_name(manifest, d) for d in missing], needed)
+
+
+def _layer_name(manifest, desc) -> str:
+    path = effective_filepath(desc.annotations or {})
+    return path if isinstance(path, str) else f"layer {manifest.layers.index(desc)} ({desc.media_type})"
+
+
 class HashCache:
     """The outcome of hashing each blob once, shared by the checks of many models (`mdl verify --all`):
     a layer several models share is read once. Keyed by (digest, declared size); `hashed` is every digest
@@ -56,7 +94,7 @@ class HashCache:
 
 
 def check_model_in_store(store: LayoutStore, digest: str, *, cache: HashCache | None = None) -> Report:
-    report = Report(digest, store.tags_of(digest))
+    report = Report(digest, store.tags_of(digest), partial=store.is_partial(digest))
     manifest = _read_manifest(store, digest, report, cache)
     if manifest is None:
         return report
@@ -156,35 +194,47 @@ def _read_small_blob(store: LayoutStore, digest: str, size: int, path: str, what
 
 
 def _check_layers(store: LayoutStore, manifest, report: Report, cache: HashCache | None = None) -> None:
+    """Each layer present and matching its digest; the layers not hashed before are hashed at once, one per
+    core (hashlib and file reads release the GIL), and reported in manifest order."""
+    known: dict[tuple[str, int], tuple[tuple[str, str] | None, bool, bool]] = {}
+    todo = {(d.digest, d.size): d for d in manifest.layers
+            if store.has_blob(d.digest) and (cache is None or (d.digest, d.size) not in cache.results)}
+    if todo:
+        with ThreadPoolExecutor(max_workers=hash_workers(len(todo)), thread_name_prefix="mdl-verify") as pool:
+            known = dict(zip(todo, pool.map(lambda d: _hash_layer(store, d), todo.values())))
     for i, layer in enumerate(manifest.layers):
         path = f"$.layers[{i}]"
-        if not store.has_blob(layer.digest):
-            report.add("blob-missing", path, f"layer blob {layer.digest} is missing from the store")
-            continue
         key = (layer.digest, layer.size)
-        if cache is not None and key in cache.results:
-            outcome = cache.results[key]
-            if outcome is not None:
-                report.add(outcome[0], path, outcome[1])
-                continue
+        if not store.has_blob(layer.digest):
+            if report.partial:  # left out on purpose: reported, not a finding
+                report.absent.append({"path": path, "digest": layer.digest, "size": layer.size,
+                                      "file": _layer_name(manifest, layer)})
+            else:
+                report.add("blob-missing", path, f"layer blob {layer.digest} is missing from the store")
+            continue
+        if key in known:
+            outcome, corrupt, hashed = known[key]
+            _record(cache, layer.digest, layer.size, outcome, corrupt=corrupt, hashed=hashed)
         else:
-            try:
-                with store.open_blob(layer.digest, layer.size) as f:
-                    while f.read(_READ_CHUNK):
-                        pass
-            except DigestMismatchError as e:
-                report.add("digest-mismatch", path, e.message)
-                _record(cache, layer.digest, layer.size, ("digest-mismatch", e.message),
-                        corrupt=_corrupt(store, layer.digest, e))
-                continue
-            except (OSError, MdlError) as e:
-                msg = f"layer blob {layer.digest}: {getattr(e, 'strerror', None) or e}"
-                report.add("blob-unreadable", path, msg)
-                _record(cache, layer.digest, layer.size, ("blob-unreadable", msg), hashed=False)
-                continue
-            _record(cache, layer.digest, layer.size, None)
+            outcome = cache.results[key] if cache is not None else None
+        if outcome is not None:
+            report.add(outcome[0], path, outcome[1])
+            continue
         report.blobs_checked += 1
         report.bytes_checked += layer.size
+
+
+def _hash_layer(store: LayoutStore, layer) -> tuple[tuple[str, str] | None, bool, bool]:
+    """(finding or None, whether the file's content does not match its name, whether it was read whole)."""
+    try:
+        with store.open_blob(layer.digest, layer.size) as f:
+            while f.read(_READ_CHUNK):
+                pass
+    except DigestMismatchError as e:
+        return ("digest-mismatch", e.message), _corrupt(store, layer.digest, e), True
+    except (OSError, MdlError) as e:
+        return ("blob-unreadable", f"layer blob {layer.digest}: {getattr(e, 'strerror', None) or e}"), False, False
+    return None, False, True
 
 
 # ---------------------------------------------------------------------------------------------

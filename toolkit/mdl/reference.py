@@ -4,14 +4,15 @@ Grammar: the OCI distribution spec v1.1 (`spec.md`, "Pulling manifests": `<name>
 with Docker's normalization on top (docker/model-runner `normalizeModelName` and `ParseReference`):
 
 - the first `/`-separated component is a registry when it contains `.` or `:` or is `localhost`;
-  otherwise the registry is `docker.io` (`index.docker.io` is the same registry);
+  otherwise the registry is `docker.io`; `index.docker.io` normalizes to `docker.io`, as distribution/reference does;
 - a name on Docker Hub with a single path component gets the organization `ai/`
   (`smollm2` -> `docker.io/ai/smollm2`, `docker.io/smollm2` -> `docker.io/ai/smollm2`);
 - the name is lower-cased, the tag keeps its case; with neither tag nor digest the tag is `latest`;
 - `name@sha256:<64 hex>` is a digest reference; `name:tag@sha256:<hex>` keeps both.
 
 A local model may also be named by its ID (the manifest digest): `sha256:<64 hex>`, 64 hex, or a
-prefix of at least 12 hex characters (`model_id_query`); the store tries the ID before the name.
+prefix of at least 12 hex characters (`model_id_query`); the store tries the ID before the name, and
+hex that names no stored model is a name (`docker.io/ai/<hex>:latest`, spec/references.md §3).
 """
 
 from __future__ import annotations
@@ -31,7 +32,6 @@ SHORT_ID_LEN = 12
 _COMPONENT = re.compile(r"[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*")
 _TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,127}")
 _DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
-_HEX64 = re.compile(r"[0-9a-f]{64}")
 _HEX_PREFIX = re.compile(r"[0-9a-f]{12,64}")
 # A registry host: DNS labels (or an IPv6 literal in brackets) and an optional port.
 _LABEL = r"(?:[a-z0-9]|[a-z0-9][a-z0-9-]*[a-z0-9])"
@@ -115,8 +115,6 @@ def parse_reference(text: str) -> Reference:
         raise ReferenceFormatError(original, "the reference is empty")
     if "://" in text:
         raise ReferenceFormatError(original, "a reference has no URL scheme; drop the 'scheme://' prefix")
-    if _HEX64.fullmatch(text.lower()):
-        raise ReferenceFormatError(original, "a 64-character hex string is a model ID, not a name")
 
     digest = None
     rest = text

@@ -205,3 +205,23 @@ def test_the_wheel_layout_finds_the_suite(tmp_path):
     copy = tmp_path / "copy"
     shutil.copytree(SHIPPED, copy)
     assert len(suite.load_suite(copy)) == len(suite.load_suite())
+
+
+def test_written_cases_apply_only_with_the_written_findings(tmp_path):
+    def invalid(kind: str) -> dict:
+        return {"description": f"refused as {kind}", "document": manifest(), "valid": False,
+                "error": {"kind": kind, "path": "$.layers[0].annotations"}}
+
+    reader = case([ok_test(), invalid("schema")], description="Manifest: annotations read")
+    written = case([ok_test(), invalid("layer-annotations"), invalid("schema")], description="Manifest: annotations "
+                   "written", profile="written")
+    cases = suite.load_suite(write_suite(tmp_path, reader, written))
+    assert [v.case.profile for v in suite.classify([], mt.DOCKER_CONFIG_V01, cases)[0]] == ["reader"]
+    extra = Finding("layer-annotations", "$.layers[2].annotations", "no title")
+    verdicts, unmatched = suite.classify([], mt.DOCKER_CONFIG_V01, cases, written=[extra])
+    assert [(v.case.profile, v.findings) for v in verdicts] == [("reader", []), ("written", [extra])]
+    assert unmatched == []
+    # a reader finding breaks the reader case only: the written report does not count it twice
+    read = Finding("schema", "$.layers[1].annotations", "bad")
+    verdicts, _ = suite.classify([read], mt.DOCKER_CONFIG_V01, cases, written=[])
+    assert [(v.case.profile, v.findings) for v in verdicts] == [("reader", [read]), ("written", [])]

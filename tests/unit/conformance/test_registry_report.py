@@ -16,7 +16,7 @@ from mdl.conformance.registry import (FAIL, NOT_SUPPORTED, PASS, CheckResult, Re
 from mdl.conformance.registry_blobs import BLOCK, GeneratedBlob, default_chunk
 from mdl.conformance.registry_checks import limit_artifact, model_artifact
 from mdl.errors import UsageError
-from mdl.registry import Exchange
+from mdl.registry.client import Exchange
 from mdl.registry.client import redact_headers
 from mdl.spec import mediatypes as mt
 from mdl.spec import schemas
@@ -45,7 +45,8 @@ def _report() -> Report:
                     "GET referrers answered 404", 0.2, [_exchange("GET", "http://r/v2/ns/x/referrers/d", 404)]),
     ]
     return Report("r.example:5000", "ns", ["ns/x"], "quick", 64 << 20, "2026-01-01T00:00:00Z", 2.5, results,
-                  [{"repository": "ns/x", "kind": "blob", "digest": "sha256:ab"}])
+                  [{"repository": "ns/x", "kind": "blob", "digest": "sha256:ab"}],
+                  ["repository ns/x: still listed in /v2/_catalog (the API has no repository delete)"])
 
 
 def test_exchanges_keep_the_relevant_headers_redacted():
@@ -67,6 +68,7 @@ def test_json_report(tmp_path):
     assert chunked["exchanges"][0]["status"] == 416 and chunked["data"]["refused_chunks"][0]["status"] == 416
     assert doc["left_behind"] == ["blob sha256:ab in ns/x (DELETE answered 405 UNSUPPORTED)"]
     assert doc["pushed"] == [{"repository": "ns/x", "kind": "blob", "digest": "sha256:ab"}]
+    assert doc["not_removable"] == ["repository ns/x: still listed in /v2/_catalog (the API has no repository delete)"]
     assert {"registry", "namespace", "repositories", "mode", "blob_size", "started", "seconds"} <= set(doc)
 
 
@@ -88,6 +90,8 @@ def test_junit_report(tmp_path):
     props = {p.get("name"): p.get("value") for p in cases["referrers/api"].find("properties")}
     assert props == {"required": "false", "link": "spec#referrers"}
     assert "left behind: blob sha256:ab" in cases["blob/chunked"].find("system-out").text
+    assert suite.find("system-out").text == ("not removable through the API: repository ns/x: still listed in "
+                                             "/v2/_catalog (the API has no repository delete)")
 
 
 def test_summary():
@@ -99,6 +103,8 @@ def test_summary():
     assert lines[3].split()[:4] == ["NOT", "SUPPORTED", "referrers/api", "optional"]
     assert "Chunk limits: OCI-Chunk-Min-Length 5242880; largest chunk accepted 4 MiB; refused: 8 MiB (416)" in text
     assert "Left behind (1): blob sha256:ab" in text
+    assert lines[-2] == ("Not removable through the API: repository ns/x: still listed in /v2/_catalog (the API "
+                         "has no repository delete)")
     assert lines[-1] == "1 passed, 1 failed (1 required), 1 not supported"
 
 
@@ -179,7 +185,11 @@ def test_a_referrer_names_its_subject():
     assert referrer.subject.digest == subject.digest
 
 
-def test_limit_artifact_is_exact():
-    art = limit_artifact("unit", target=300_000)
-    assert len(art.manifest.raw) == 300_000
+@pytest.mark.parametrize("target", [300_000, 300_001, 300_002, 300_003])
+def test_limit_artifact_is_exact(target):
+    # Paths are written twice (filepath and title): an odd remainder is padded in the base name too.
+    art = limit_artifact("unit", target=target)
+    assert len(art.manifest.raw) == target
     assert len(art.manifest.layers) > 100
+    last = art.manifest.layers[-1].annotations
+    assert last[mt.ANNOTATION_TITLE] == last[mt.ANNOTATION_FILEPATH]

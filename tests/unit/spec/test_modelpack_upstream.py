@@ -140,3 +140,41 @@ def test_written_profile_output_is_upstream_valid(upstream):
     }
     assert schemas.validate(doc, schemas.MODELPACK_CONFIG_WRITTEN) == []
     assert list(upstream.iter_errors(doc)) == []
+
+
+def test_v007_embedding_boolean_is_read_not_written(upstream, example):
+    # ModelPack v0.0.7's Go types have capabilities.embedding; upstream main removed it for the modality.
+    doc = copy.deepcopy(example)
+    doc["config"]["capabilities"]["embedding"] = True
+    assert [e.validator for e in upstream.iter_errors(doc)] == ["additionalProperties"]
+    assert schemas.validate(doc, schemas.MODELPACK_CONFIG) == []
+    written = {"descriptor": {"createdAt": "2025-06-01T00:00:00Z"},
+               "config": {"format": "safetensors", "capabilities": {"outputTypes": ["embedding"], "languages": ["en"]}},
+               "modelfs": {"type": "layers", "diffIds": ["sha256:" + "ab" * 32]}}
+    assert schemas.validate(written, schemas.MODELPACK_CONFIG_WRITTEN) == [] and not list(upstream.iter_errors(written))
+    written["config"]["capabilities"]["embedding"] = True
+    assert [(f.path, f.keyword) for f in schemas.validate(written, schemas.MODELPACK_CONFIG_WRITTEN)] == \
+        [("$.config.capabilities", "not")]
+
+
+_written_capabilities = _optional({
+    "inputTypes": st.lists(_modality, max_size=3),
+    "outputTypes": st.lists(_modality, max_size=3),
+    "knowledgeCutoff": _time,
+    "reasoning": st.booleans(),
+    "toolUsage": st.booleans(),
+    "reward": st.booleans(),
+    "languages": st.lists(st.sampled_from(["en", "zh", "fr", "EN", "eng"]), max_size=3),
+    "embedding": st.booleans(),
+})
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(capabilities=_written_capabilities, created=_time)
+def test_written_profile_documents_are_upstream_valid(upstream, capabilities, created):
+    # The written profile follows upstream main: whatever it accepts, upstream accepts.
+    doc = {"descriptor": {"createdAt": created, "family": "llama"},
+           "config": {"format": "gguf", "paramSize": "183", "capabilities": capabilities},
+           "modelfs": {"type": "layers", "diffIds": ["sha256:" + "ab" * 32]}}
+    assume(schemas.validate(doc, schemas.MODELPACK_CONFIG_WRITTEN) == [])
+    assert list(upstream.iter_errors(doc)) == []

@@ -179,8 +179,6 @@ MANIFEST_CASES = [
      f"$.layers[0].annotations.{FP}", "pattern"),
     ("empty filepath", lambda d: d["layers"][0]["annotations"].update({FP: ""}),
      f"$.layers[0].annotations.{FP}", "pattern"),
-    ("legacy key filepath", lambda d: d["layers"][0]["annotations"].update({mt.ANNOTATION_CNAI_FILEPATH: "../x"}),
-     f"$.layers[0].annotations.{mt.ANNOTATION_CNAI_FILEPATH}", "pattern"),
     ("untested yes", lambda d: d["layers"][0]["annotations"].update({mt.ANNOTATION_MEDIATYPE_UNTESTED: "yes"}),
      f"$.layers[0].annotations.{mt.ANNOTATION_MEDIATYPE_UNTESTED}", "enum"),
     ("metadata not a string", lambda d: d["layers"][0]["annotations"].update({mt.ANNOTATION_FILE_METADATA: {}}),
@@ -220,7 +218,16 @@ def test_docker_v02_layer_needs_a_filepath():
     assert findings(doc, schemas.DOCKER_MANIFEST) == {("$.layers[1]", "required")}
     doc["layers"][1]["annotations"] = {mt.ANNOTATION_MEDIATYPE_UNTESTED: "false"}
     assert findings(doc, schemas.DOCKER_MANIFEST) == {("$.layers[1].annotations", "required")}
+    doc["layers"][1]["annotations"][mt.ANNOTATION_CNAI_FILEPATH] = "tokenizer/tokenizer.json"  # not read by Docker
+    assert findings(doc, schemas.DOCKER_MANIFEST) == {("$.layers[1].annotations", "required")}
     doc["layers"][1]["annotations"][FP] = "tokenizer/tokenizer.json"
+    assert schemas.validate(doc, schemas.DOCKER_MANIFEST) == []
+
+
+def test_docker_manifest_does_not_read_legacy_keys():
+    # An org.cnai key means nothing in a Docker artifact (spec/annotations.md §1): any string is allowed.
+    doc = edit(docker_manifest(), lambda d: d["layers"][0]["annotations"].update(
+        {mt.ANNOTATION_CNAI_FILEPATH: "../x", mt.ANNOTATION_CNAI_FILE_METADATA: "not json"}))
     assert schemas.validate(doc, schemas.DOCKER_MANIFEST) == []
 
 
@@ -233,6 +240,8 @@ MP_MANIFEST_CASES = [
     ("filepath ..", lambda d: d["layers"][0]["annotations"].update({FP: "x/.."}),
      f"$.layers[0].annotations.{FP}", "pattern"),
     ("other artifactType", lambda d: d.update(artifactType=mt.OCI_EMPTY), "$.artifactType", "enum"),
+    ("legacy key filepath", lambda d: d["layers"][0]["annotations"].update({mt.ANNOTATION_CNAI_FILEPATH: "../x"}),
+     f"$.layers[0].annotations.{mt.ANNOTATION_CNAI_FILEPATH}", "pattern"),
 ]
 
 
@@ -243,7 +252,7 @@ def test_modelpack_manifest_refuses(label, change, path, keyword):
 
 def test_modelpack_manifest_accepts_every_layer_type_and_legacy_spelling():
     layer_types = [e.media_type for e in mt.table().values() if mt.is_modelpack_layer(e.media_type)]
-    assert len(layer_types) == 40
+    assert len(layer_types) == 42  # 5 kinds x 4 encodings x 2 spellings, and Docker's gguf and safetensors weights
     doc = modelpack_manifest()
     doc["layers"] = [layer(t) for t in layer_types]  # compressed weights included: reader profile
     assert schemas.validate(doc, schemas.MODELPACK_MANIFEST) == []

@@ -17,14 +17,47 @@ try:  # typer vendors click from 0.26 on
 except ImportError:  # pragma: no cover - older typer
     from click import ClickException
 
+from .. import __version__
 from ..errors import InternalError, MdlError
-from .common import Settings, report_error
-from .conformance import conformance_app
-from . import (df, inspect, keygen, list as list_cmd, load, login, package, prune, pull, push, rm, run, save, serve,
-               sign, tag, verify)
+from .boundary import Settings, report_error
+from .lazy import CommandTable, lazy_group
+
+# Each command's module is loaded only when that command runs (cli/lazy.py).
+COMMANDS: CommandTable = {
+    "package": ("package", "command", False),
+    "list": ("list", "command", False),
+    "ls": ("list", "command", True),
+    "inspect": ("inspect", "command", False),
+    "tag": ("tag", "command", False),
+    "rm": ("rm", "command", False),
+    "prune": ("prune", "command", False),
+    "df": ("df", "command", False),
+    "verify": ("verify", "command", False),
+    "pull": ("pull", "command", False),
+    "extract": ("extract", "command", False),
+    "push": ("push", "command", False),
+    "save": ("save", "command", False),
+    "load": ("load", "command", False),
+    "login": ("login", "login_command", False),
+    "logout": ("login", "logout_command", False),
+    "run": ("run", "command", False),
+    "serve": ("serve", "command", False),
+    "ps": ("ps", "command", False),
+    "unload": ("unload", "command", False),
+    "configure": ("configure", "command", False),
+    "requests": ("requests_cmd", "command", False),
+    "status": ("status", "command", False),
+    "logs": ("logs", "command", False),
+    "keygen": ("keygen", "command", False),
+    "sign": ("sign", "command", False),
+    "conformance": ("conformance", "conformance_app", False),
+    "audit": ("audit", "command", False),
+}
+
 
 app = typer.Typer(
     name="mdl",
+    cls=lazy_group(COMMANDS),
     help="Package AI models as OCI artifacts, move them through registries, verify and serve them.",
     add_completion=False,
     no_args_is_help=True,
@@ -32,31 +65,18 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
-app.command("package")(package.command)
-app.command("list")(list_cmd.command)
-app.command("ls", hidden=True)(list_cmd.command)
-app.command("inspect")(inspect.command)
-app.command("tag")(tag.command)
-app.command("rm")(rm.command)
-app.command("prune")(prune.command)
-app.command("df")(df.command)
-app.command("verify")(verify.command)
-app.command("pull")(pull.command)
-app.command("push")(push.command)
-app.command("save")(save.command)
-app.command("load")(load.command)
-app.command("login")(login.login_command)
-app.command("logout")(login.logout_command)
-app.command("run")(run.command)
-app.command("serve")(serve.command)
-app.command("keygen")(keygen.command)
-app.command("sign")(sign.command)
-app.add_typer(conformance_app, name="conformance")
+
+def _print_version(value: bool) -> None:
+    if value:
+        print(f"mdl {__version__}")
+        raise typer.Exit()
 
 
 @app.callback()
 def _root(
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks and protocol details."),
+    version: bool = typer.Option(False, "--version", is_eager=True, callback=_print_version,
+                                 help="Print the version and exit."),
 ) -> None:
     """mdl: models as OCI artifacts."""
 

@@ -1,5 +1,4 @@
-"""What commands share: the store (resolved once from the environment), output helpers, and how an
-`MdlError` is shown to the user."""
+"""What commands share: the store (resolved once from the environment) and output helpers."""
 
 from __future__ import annotations
 
@@ -10,31 +9,11 @@ from datetime import datetime, timezone
 
 import typer
 
-from ..artifact import parse_rfc3339
+from ..timestamps import parse_rfc3339
 from ..store import LayoutStore
-from ..errors import MdlError
 
 JSON_OPTION = typer.Option(False, "--json", help="Print machine-readable JSON.")
 QUIET_OPTION = typer.Option(False, "--quiet", "-q", help="Print only the result.")
-
-
-class Settings:
-    """Resolved once by `main()` from the command line and environment."""
-
-    debug = False
-
-
-def debug_log(line: str) -> None:
-    if Settings.debug:
-        print(f"debug: {line}", file=sys.stderr, flush=True)
-
-
-def report_error(error: MdlError) -> int:
-    """Print `error: …` and `hint: …` on stderr; returns the exit code of the error's kind."""
-    print(f"error: {error.message}", file=sys.stderr)
-    if error.hint:
-        print(f"hint: {error.hint}", file=sys.stderr)
-    return error.exit_code
 
 
 def open_store() -> LayoutStore:

@@ -4,15 +4,24 @@ from __future__ import annotations
 
 import typer
 
-from . import conformance_artifacts, conformance_e2e, conformance_registry
+from .lazy import CommandTable, lazy_group
+
+COMMANDS: CommandTable = {
+    "artifacts": ("conformance_artifacts", "artifacts_command", False),
+    "lint": ("conformance_artifacts", "lint_command", False),
+    "check": ("conformance_artifacts", "check_command", False),
+    "e2e": ("conformance_e2e", "command", False),
+    "registry": ("conformance_registry", "command", False),
+}
 
 conformance_app = typer.Typer(
     name="conformance",
+    cls=lazy_group(COMMANDS),
     help="Check artifacts, registries and the whole chain against the spec.",
     no_args_is_help=True,
 )
-conformance_app.command("artifacts")(conformance_artifacts.artifacts_command)
-conformance_app.command("lint")(conformance_artifacts.lint_command)
-conformance_app.command("check")(conformance_artifacts.check_command)
-conformance_app.command("e2e")(conformance_e2e.command)
-conformance_app.command("registry")(conformance_registry.command)
+
+
+@conformance_app.callback()
+def _group() -> None:
+    """Check artifacts, registries and the whole chain against the spec."""

@@ -8,8 +8,13 @@ from pathlib import Path
 import typer
 
 from ..conformance import artifacts as suite
+from ..layout.dir import LayoutDir
+from ..model_check import check_model_in_source
+from ..ops.verify import verify
+from ..reference import parse_reference
+from ..store.sides import StoreSource
 from .common import JSON_OPTION, open_store, print_json, short_id
-from .remote import CA_FILE, PLAIN_HTTP
+from .remote import CA_FILE, PLAIN_HTTP, RemoteOptions
 
 CASES = typer.Option(None, "--cases", help="Directory of case files (default: the suite shipped with mdl).")
 
@@ -59,16 +64,22 @@ def check_command(
     cases: Path = CASES,
     remote: bool = typer.Option(False, "--remote", help="Check the registry's copy even if the model is local."),
     shallow: bool = typer.Option(False, "--shallow", help="Registry: check layers by size (HEAD), not by hash."),
+    written: bool = typer.Option(False, "--written", help="Also apply the written profile: what a writer (mdl "
+                                                          "package) must produce, beyond what readers accept."),
     json_output: bool = JSON_OPTION,
     plain_http: bool = PLAIN_HTTP,
     ca_file: str = CA_FILE,
 ) -> None:
     """Check one real artifact against every case of the suite that applies to it; exit 1 on any failure."""
     loaded = suite.load_suite(cases)
-    checked = [_verdict(report, loaded) for report in _reports(target, remote, not shallow, plain_http, ca_file)]
+    options = RemoteOptions(plain_http, ca_file)
+    checked = []
+    for report, source in _reports(target, remote, not shallow, options):
+        extra = suite.written_findings(source(), report.digest, report.findings) if written else None
+        checked.append(_verdict(report, loaded, extra))
     ok = all(c["ok"] for c in checked)
     if json_output:
-        print_json({"ok": ok, "artifacts": checked})
+        print_json({"ok": ok, "profile": "written" if written else "reader", "artifacts": checked})
     else:
         for c in checked:
             _render(c)
@@ -76,24 +87,24 @@ def check_command(
         raise typer.Exit(1)
 
 
-def _reports(target: str, remote: bool, deep: bool, plain_http: bool, ca_file: str | None):
-    """The verify report of each artifact `target` names: every model of a layout, else the model in
-    the local store (unless `remote`), else in its registry."""
-    from ..layout.dir import LayoutDir
-    from ..model_check import check_model_in_source
-    from ..ops.verify import verify
-    from .remote import RemoteOptions
-
+def _reports(target: str, remote: bool, deep: bool, options: RemoteOptions):
+    """(verify report, where its manifest lies) for each artifact `target` names: every model of a
+    layout, else the model in the local store (unless `remote`), else in its registry."""
     if (Path(target) / "oci-layout").is_file():
         layout = LayoutDir(target)
-        return [check_model_in_source(layout, entry["digest"], deep=True) for entry in layout.read_index()]
-    return verify(open_store(), target, open_repository=RemoteOptions(plain_http, ca_file).open, remote=remote,
-                  deep=deep).reports
+        return [(check_model_in_source(layout, entry["digest"], deep=True), lambda: layout)
+                for entry in layout.read_index()]
+    store = open_store()
+    reports = verify(store, target, open_repository=options.open, remote=remote, deep=deep).reports
+    # verify read the store's copy unless `remote` or the store lacks it; the same bytes are read again here.
+    local = not remote and all(store.has_blob(r.digest) for r in reports)
+    return [(r, (lambda: StoreSource(store)) if local else (lambda: options.open(parse_reference(target))))
+            for r in reports]
 
 
-def _verdict(report, cases: list[suite.Case]) -> dict:
+def _verdict(report, cases: list[suite.Case], written: list | None = None) -> dict:
     config_type = report.config_media_type
-    verdicts, unmatched = suite.classify(report.findings, config_type, cases)
+    verdicts, unmatched = suite.classify(report.findings, config_type, cases, written)
     failed = [v for v in verdicts if not v.passed]
     return {
         "ok": not failed and not unmatched,
@@ -101,7 +112,7 @@ def _verdict(report, cases: list[suite.Case]) -> dict:
         "digest": report.digest,
         "format": suite.artifact_format(config_type),
         "cases": len(verdicts),
-        "failed": [{"case": v.case.id, "spec": v.case.link,
+        "failed": [{"case": v.case.id, "spec": v.case.link, "profile": v.case.profile,
                     "findings": [f.__dict__ for f in v.findings]} for v in failed],
         "other_findings": [f.__dict__ for f in unmatched],
         "blobs_checked": report.blobs_checked,

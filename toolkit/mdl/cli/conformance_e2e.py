@@ -7,6 +7,7 @@ import json
 
 import typer
 
+from ..conformance.e2e import run_e2e
 from .common import JSON_OPTION
 from .remote import CA_FILE, PLAIN_HTTP, RemoteOptions
 
@@ -23,13 +24,15 @@ def command(
 ) -> None:
     """Run the whole chain against a registry: a generated tiny GGUF, packaged in both formats, pushed,
     pulled into a fresh store, verified, served, and answering a chat exactly as llama.cpp does."""
-    from ..conformance.e2e import run_e2e
-
     report = run_e2e(target, RemoteOptions(plain_http, ca_file, concurrency=2).open, keep=keep,
                      on_step=None if json_output else _print_step)
     if json_output:
         print(json.dumps(report.as_dict(), indent=2, ensure_ascii=False))
     else:
+        for label, items in (("Left behind", report.left_behind), ("Not removable through the API",
+                                                                   report.not_removable)):
+            if items:
+                print(f"{label}: " + "; ".join(items))
         counts = report.counts()
         print(f"{'ok' if report.ok else 'FAILED'}: {counts['pass']} passed, {counts['fail']} failed, "
               f"{counts['skip']} skipped in {report.seconds:.1f}s ({report.registry}/{report.repository})")

@@ -13,7 +13,8 @@ from ..conformance.registry_framework import MIB
 from ..conformance.report import result_line, summary, to_json, write_reports
 from ..errors import UsageError
 from ..sizes import SIZE_RULE, parse_size
-from .common import JSON_OPTION, debug_log
+from .boundary import debug_log
+from .common import JSON_OPTION
 from .remote import CA_FILE, PLAIN_HTTP
 
 

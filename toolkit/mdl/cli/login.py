@@ -8,7 +8,7 @@ import sys
 import typer
 
 from ..errors import UsageError
-from ..registry import check_credentials
+from ..registry.open import check_credentials
 from ..registry.credentials import login, logout
 from .remote import CA_FILE, PLAIN_HTTP
 

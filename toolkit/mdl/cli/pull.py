@@ -1,4 +1,5 @@
-"""`mdl pull REF`: fetch a model artifact from a registry into the local store."""
+"""`mdl pull REF [--include PATTERN]...`: fetch a model artifact (or some of its files) from a registry
+into the local store."""
 
 from __future__ import annotations
 
@@ -14,6 +15,10 @@ from .common import JSON_OPTION, QUIET_OPTION, open_store
 from .progress import choose_mode, make_progress
 from .remote import CA_FILE, CONCURRENCY, PLAIN_HTTP, RemoteOptions
 
+INCLUDE = typer.Option(None, "--include", help="Only files whose path matches this glob (repeatable; `*.json`, "
+                                               "`tokenizer/*`); a pattern without / also matches the file name.")
+EXCLUDE = typer.Option(None, "--exclude", help="Leave out files whose path matches this glob (repeatable).")
+
 
 def command(
     reference: str = typer.Argument(..., help="e.g. registry.example.com/org/model:tag"),
@@ -24,17 +29,22 @@ def command(
     quiet: bool = QUIET_OPTION,
     verify_key: str = typer.Option(None, "--verify-key", help="Public key (PEM): refuse a model it did not sign; "
                                                               "the signature is stored with the model."),
+    include: list[str] = INCLUDE,
+    exclude: list[str] = EXCLUDE,
 ) -> None:
-    """Pull a model from a registry."""
+    """Pull a model from a registry. With --include/--exclude, only the files they select: the model is
+    stored as partial (`mdl list` says so) until a pull without them completes it."""
     ref = parse_reference(reference)
     repo = RemoteOptions(plain_http, ca_file, concurrency).open(ref)
     progress = make_progress(choose_mode(json_output, quiet, sys.stderr.isatty()))
     try:
-        result = pull(open_store(), repo, ref, concurrency=concurrency, progress=progress, verify_key=verify_key)
+        result = pull(open_store(), repo, ref, concurrency=concurrency, progress=progress, verify_key=verify_key,
+                      include=include or (), exclude=exclude or ())
     finally:
         progress.close()
     summary = {"event": "summary", "reference": result.reference, "digest": result.digest, "size": result.size,
-               "fetched": result.fetched, "layers": len(result.outcomes) - 1, "blobs": result.outcomes}
+               "fetched": result.fetched, "layers": len(result.outcomes) - 1, "blobs": result.outcomes,
+               "partial": result.partial, "absent": result.absent}
     if json_output:
         print(json.dumps(summary), flush=True)
     elif quiet:
@@ -42,3 +52,6 @@ def command(
     else:
         print(f"Pulled {result.reference} ({result.digest}): {format_binary_size(result.size)}, "
               f"{format_binary_size(result.fetched)} fetched")
+        if result.partial:
+            print(f"  partial: {len(result.absent)} file(s) left out ({', '.join(result.absent[:5])}"
+                  f"{', ...' if len(result.absent) > 5 else ''}); pull without --include to complete it")

@@ -8,8 +8,7 @@ from dataclasses import dataclass
 import typer
 
 from ..reference import Reference
-from ..registry import open_repository
-from .common import debug_log
+from .boundary import debug_log
 
 PLAIN_HTTP = typer.Option(False, "--plain-http", help="Talk HTTP, not HTTPS (automatic for localhost).")
 CA_FILE = typer.Option(None, "--ca-file", help="CA certificate bundle to trust for the registry's TLS.")
@@ -26,6 +25,10 @@ class RemoteOptions:
     chunk_mib: int | None = None
 
     def open(self, ref: Reference):
+        # The registry client (requests and its TLS stack) loads only once a command reaches a registry:
+        # `mdl verify` of a local model starts without it.
+        from ..registry.open import open_repository
+
         repo = open_repository(ref, plain_http=self.plain_http or None, ca_file=self.ca_file, env=os.environ,
                                debug_log=debug_log, concurrency=self.concurrency)
         if self.chunk_mib:

@@ -70,11 +70,20 @@ def _render(r: Report) -> None:
         layers = "" if r.layers_hashed else " (layers checked by size; --deep hashes them)"
         print(f"OK     {name} ({short_id(r.digest)}): {r.blobs_checked} blobs, "
               f"{format_binary_size(r.bytes_checked)} verified{layers}")
+        _render_absent(r)
         return
     print(f"FAILED {name} ({short_id(r.digest)}): {len(r.findings)} finding(s)")
     for f in r.findings:
         where = f.path if f.document == "manifest" else f"{f.document} {f.path}"
         print(f"  [{f.kind}] {where}: {f.message}")
+    _render_absent(r)
+
+
+def _render_absent(r: Report) -> None:
+    """What a model pulled partially lacks (not a failure: it was left out on purpose)."""
+    if r.absent:
+        print(f"       partial: {len(r.absent)} layer(s) not pulled: "
+              + ", ".join(f"{a['file']} ({format_binary_size(a['size'])})" for a in r.absent))
 
 
 def _show_store(result: StoreVerification, json_output: bool, repair: bool) -> None:

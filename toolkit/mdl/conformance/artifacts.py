@@ -15,8 +15,10 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..artifact_check import Finding, document_findings, reference_findings
+from ..artifact_check import Finding, config_findings, document_findings, manifest_findings, reference_findings
+from ..content.copy import read_small_blob
 from ..errors import MdlError
+from ..reference import parse_reference
 from ..spec import mediatypes as mt
 from ..spec import schemas
 from ..spec.resources import conformance_dir, spec_dir
@@ -131,7 +133,7 @@ def findings_for(case: Case, test: Test) -> list[Finding]:
         return reference_findings(test.document) if isinstance(test.document, str) else [
             Finding("reference", "$", "a reference is a string")]
     return document_findings(case.media_type, test.document, written=case.profile == "written",
-                             companion=test.companion)
+                             companion=test.companion, format=case.format)
 
 
 def run_test(case: Case, test: Test) -> TestResult:
@@ -144,8 +146,6 @@ def run_test(case: Case, test: Test) -> TestResult:
         if found:
             return TestResult(case, test, False, f"expected valid, got {len(found)} finding(s): {listed}")
         if test.normalized is not None:
-            from ..reference import parse_reference
-
             got = str(parse_reference(test.document))
             if got != test.normalized:
                 return TestResult(case, test, False, f"normalized to {got!r}, expected {test.normalized!r}")
@@ -286,15 +286,28 @@ def artifact_format(config_media_type: str | None) -> str | None:
     return None
 
 
-def classify(findings: list[Finding], config_media_type: str | None, cases: list[Case]
-             ) -> tuple[list[CaseVerdict], list[Finding]]:
+def classify(findings: list[Finding], config_media_type: str | None, cases: list[Case],
+             written: list[Finding] | None = None) -> tuple[list[CaseVerdict], list[Finding]]:
     """The reader cases that apply to an artifact whose config has `config_media_type`, each with the
     findings that break it (a finding breaks a case when one of the case's invalid tests names its kind
-    and, indices aside, its path); and the findings no case names (integrity: missing or corrupt blobs)."""
+    and, indices aside, its path); with `written` (what the written profile finds beyond the reader
+    profile), the written cases too, broken only by those; and the findings no case names (integrity:
+    missing or corrupt blobs)."""
     fmt = artifact_format(config_media_type)
     doc_types = {"manifest": mt.OCI_MANIFEST, "config": config_media_type}
-    verdicts = [CaseVerdict(c) for c in cases
-                if c.profile == "reader" and c.media_type in doc_types.values() and c.format in (None, fmt)]
+
+    def applying(profile: str) -> list[CaseVerdict]:
+        return [CaseVerdict(c) for c in cases
+                if c.profile == profile and c.media_type in doc_types.values() and c.format in (None, fmt)]
+
+    reader = applying("reader")
+    written_verdicts = applying("written") if written is not None else []
+    unmatched = _assign(findings, reader, doc_types) + _assign(written or [], written_verdicts, doc_types)
+    return reader + written_verdicts, unmatched
+
+
+def _assign(findings: list[Finding], verdicts: list[CaseVerdict], doc_types: dict) -> list[Finding]:
+    """Add each finding to the verdicts of the cases it breaks; return those that break none."""
     unmatched = []
     for f in findings:
         hit = False
@@ -307,4 +320,23 @@ def classify(findings: list[Finding], config_media_type: str | None, cases: list
                 hit = True
         if not hit:
             unmatched.append(f)
-    return verdicts, unmatched
+    return unmatched
+
+
+def written_findings(source, digest: str, reader: list[Finding]) -> list[Finding]:
+    """What the written profile finds, beyond `reader`, on the manifest `digest` in `source` (a store, an
+    OCI layout or a registry repository: a ModelSource) and its config. A config that cannot be read is
+    the reader report's finding already: the manifest is then checked alone."""
+    manifest = source.fetch_manifest(digest)
+    doc = manifest.as_dict()
+    config = None
+    if manifest.config is not None:
+        try:
+            config = json.loads(read_small_blob(source, manifest.config))
+        except (MdlError, ValueError):
+            config = None
+    found = manifest_findings(doc, config if isinstance(config, dict) else None, written=True)
+    if isinstance(config, dict) and manifest.config.media_type in mt.MODEL_CONFIGS:
+        found += config_findings(config, manifest.config.media_type, written=True, manifest=doc)
+    seen = {(f.kind, f.path, f.document) for f in reader}
+    return [f for f in found if (f.kind, f.path, f.document) not in seen]

@@ -8,12 +8,15 @@ Steps, in order (each one a `StepResult`: name, format, pass/fail/skip, seconds,
     for docker, cncf:   package (temp store A) -> push -> pull (fresh temp store B) -> verify
     serve               the runner's HTTP app over store B on 127.0.0.1, a free port
     for docker, cncf:   chat (POST /engines/v1/chat/completions) -> compare (identical to `direct`)
-    for docker, cncf:   delete (manifest DELETE by digest; then neither digest nor tag resolves)
+    for docker, cncf:   delete (manifest DELETE by digest; then neither digest nor tag resolves; then the
+                        blobs no other pushed manifest still needs, where the registry deletes blobs)
 
 A step that fails skips the steps that need it (another format's chain still runs); `delete` runs
 for every push that was attempted, whatever failed, unless `keep`. The user's store is never
 touched: both stores and the model live in one temp dir, removed at the end. What is pushed goes
-to `<registry>/<namespace>/mdl-e2e-<random>`, tagged with the format's name.
+to `<registry>/<namespace>/mdl-e2e-<random>`, tagged with the format's name. What a delete could not
+remove is listed in the report (`left_behind`), and so is what the API cannot remove at all
+(`not_removable`: the repository, listed in /v2/_catalog, and the blobs' bytes until garbage collection).
 
 The comparison is fair because both sides load the same bytes with the same settings: the runner
 loads the pulled blob with the context `context_for` picks (the model's 256 tokens, which Docker's
@@ -39,8 +42,17 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from ..content.digest import hash_file
 from ..errors import MdlError, MissingExtraError, UsageError
+from ..model_check import check_model_in_store
+from ..ops.package import PackageRequest, package
+from ..ops.pull import pull
+from ..ops.push import push
 from ..reference import Reference, parse_reference
+from ..registry.errors import RegistryError, RemoteNotFoundError
+from ..store import LayoutStore
+from .registry_framework import not_removable
+from .tinymodel import write_tiny_gguf
 
 FORMATS = ("docker", "cncf")
 PASS, FAIL, SKIP = "pass", "fail", "skip"
@@ -84,6 +96,8 @@ class E2EReport:
     seconds: float = 0.0
     artifacts: dict[str, str] = field(default_factory=dict)  # format -> reference@digest packaged and pushed
     kept: list[str] = field(default_factory=list)  # references left in the registry (`keep`)
+    left_behind: list[str] = field(default_factory=list)  # what a delete could not remove, with why
+    not_removable: list[str] = field(default_factory=list)  # what the API cannot remove (registry_framework)
 
     @property
     def ok(self) -> bool:
@@ -95,7 +109,8 @@ class E2EReport:
     def as_dict(self) -> dict:
         return {"registry": self.registry, "repository": self.repository, "ok": self.ok,
                 "seconds": round(self.seconds, 3), "counts": self.counts(),
-                "steps": [s.as_dict() for s in self.steps], "artifacts": self.artifacts, "kept": self.kept}
+                "steps": [s.as_dict() for s in self.steps], "artifacts": self.artifacts, "kept": self.kept,
+                "left_behind": self.left_behind, "not_removable": self.not_removable}
 
 
 class StepFailure(MdlError):
@@ -143,7 +158,6 @@ def run_e2e(target: str, open_repository: Callable[[Reference], Any], *, keep: b
 class _Run:
     def __init__(self, report: E2EReport, refs: dict[str, Reference], repo, work: Path, keep: bool,
                  on_step: Callable[[StepResult], None] | None):
-        from ..store import LayoutStore
 
         self.report, self.refs, self.repo, self.work, self.keep = report, refs, repo, work, keep
         self.on_step = on_step or (lambda step: None)
@@ -151,6 +165,9 @@ class _Run:
         self.target = LayoutStore(work / "pulled")  # the fresh store it is pulled into and served from
         self.model: Path | None = None
         self.digests: dict[str, str] = {}  # format -> packaged manifest digest
+        self.blobs: dict[str, list[str]] = {}  # format -> the packaged config and layer digests
+        self.live: set[str] = set()  # formats whose manifest may be in the registry (a push was attempted)
+        self.deleted_blobs: set[str] = set()
         self.expected: dict | None = None  # the direct llama.cpp answer
         self.server: _Runner | None = None
 
@@ -202,7 +219,10 @@ class _Run:
                 self.clean_up(pushes)
 
     def clean_up(self, pushes: dict[str, StepResult]) -> None:
-        """Delete every manifest a push was attempted for (even one that failed), unless kept."""
+        """Delete every manifest a push was attempted for (even one that failed), and its blobs, unless kept;
+        then note what the API cannot remove."""
+        attempted = {fmt for fmt, pushed in pushes.items() if pushed.status != SKIP}
+        self.live = set(attempted)
         for fmt, pushed in pushes.items():
             if pushed.status == SKIP:
                 continue
@@ -212,6 +232,12 @@ class _Run:
                 self.record(StepResult("delete", fmt, SKIP, 0.0, f"skipped: --keep leaves {kept}"))
             else:
                 self.step("delete", fmt, lambda: self.delete(fmt))
+        if attempted and not self.keep:
+            try:
+                self.report.not_removable = not_removable(self.repo.client, [self.report.repository],
+                                                          len(self.deleted_blobs))
+            except MdlError as e:  # the run's results stand; only this note is lost
+                self.report.not_removable = [f"what stays could not be asked: {e.message}"]
 
     # -- the steps ----------------------------------------------------------------------------------
 
@@ -221,8 +247,6 @@ class _Run:
         return None, f"{client.registry} answers over {'HTTP' if client.plain_http else 'HTTPS'}"
 
     def generate(self):
-        from ..content.digest import hash_file
-        from .tinymodel import write_tiny_gguf
 
         (self.work / "model").mkdir()
         self.model = write_tiny_gguf(self.work / "model" / "tiny-e2e.gguf", seed=MODEL_SEED,
@@ -243,16 +267,15 @@ class _Run:
         return None, f"{self.expected['text']!r} ({self.expected['finish_reason']})"
 
     def package(self, fmt: str):
-        from ..ops.package import PackageRequest, package
 
         result = package(self.source, PackageRequest(gguf=str(self.model), format=fmt, created=CREATED),
                          self.refs[fmt])
         self.digests[fmt] = result.digest
+        self.blobs[fmt] = [result.manifest.config.digest] + [d.digest for d in result.manifest.layers]
         self.report.artifacts[fmt] = f"{self.refs[fmt]}@{result.digest}"
         return None, f"{result.digest}, {len(result.manifest.layers)} layer(s), {result.size} bytes"
 
     def push(self, fmt: str):
-        from ..ops.push import push
 
         result = push(self.source, self.repo, str(self.refs[fmt]), self.refs[fmt], concurrency=2)
         _same(result.digest, self.digests[fmt], "the pushed manifest")
@@ -261,14 +284,12 @@ class _Run:
         return None, f"{result.reference}: blobs {summary}, {result.sent} bytes sent"
 
     def pull(self, fmt: str):
-        from ..ops.pull import pull
 
         result = pull(self.target, self.repo, self.refs[fmt], concurrency=2)
         _same(result.digest, self.digests[fmt], "the pulled manifest")
         return None, f"{result.digest}: {result.fetched} of {result.size} bytes fetched, digests checked"
 
     def verify(self, fmt: str):
-        from ..model_check import check_model_in_store
 
         report = check_model_in_store(self.target, self.digests[fmt])
         if not report.ok:
@@ -304,22 +325,62 @@ class _Run:
 
     def delete(self, fmt: str):
         ref, digest = self.refs[fmt], self.digests[fmt]
-        if not self._resolves(digest):  # a push that failed before its manifest went up
-            return None, f"{ref.name}@{digest} is not in the registry: nothing to delete"
-        self.repo.delete_manifest(digest)
-        for what, shown in ((digest, f"{ref.name}@{digest}"), (ref.tag, str(ref))):
-            if self._resolves(what):
-                raise StepFailure("leftover", f"{shown} still resolves after the DELETE of {digest}")
-        return None, f"deleted {ref.name}@{digest}; neither the digest nor the tag resolves"
+        if self._resolves(digest):  # else a push that failed before its manifest went up
+            self.repo.delete_manifest(digest)
+            if self._resolves(ref.tag):  # OCI 1.1 lets a registry keep the tag: delete it by name
+                self._delete_tag(ref)
+            for what, shown in ((digest, f"{ref.name}@{digest}"), (ref.tag, str(ref))):
+                if self._resolves(what):
+                    raise StepFailure("leftover", f"{shown} still resolves after the DELETE of {digest}")
+            done = f"deleted {ref.name}@{digest}; neither the digest nor the tag resolves"
+        else:
+            done = f"{ref.name}@{digest} is not in the registry"
+        self.live.discard(fmt)
+        deleted, shared = self._delete_blobs(fmt)
+        if not deleted and done.endswith("registry"):
+            return None, f"{done}: nothing to delete"
+        return None, f"{done}; {deleted} blob(s) deleted" + (f", {shared} kept for the other format" if shared else "")
+
+    def _delete_tag(self, ref: Reference) -> None:
+        try:
+            self.repo.delete_manifest(ref.tag)
+        except RegistryError as e:  # the leftover check that follows fails the step
+            self.report.left_behind.append(f"tag {ref} (DELETE answered {_answer_of(e)})")
+
+    def _delete_blobs(self, fmt: str) -> tuple[int, int]:
+        """DELETE the blobs of `fmt` that are in the registry and that no manifest still there needs; a
+        refused delete goes to the report's `left_behind`. (Blobs deleted, blobs kept for another manifest.)"""
+        needed = {d for other in self.live for d in self.blobs.get(other, [])}
+        deleted, kept = 0, 0
+        for digest in dict.fromkeys(self.blobs.get(fmt, [])):
+            if digest in needed:
+                kept += 1
+                continue
+            if digest in self.deleted_blobs or self.repo.blob_size(digest) is None:
+                continue  # gone already, or never pushed
+            try:
+                self.repo.delete_blob(digest)
+            except RemoteNotFoundError:
+                continue
+            except RegistryError as e:
+                self.report.left_behind.append(f"blob {digest} in {self.report.repository} "
+                                               f"(DELETE answered {_answer_of(e)})")
+                continue
+            self.deleted_blobs.add(digest)
+            deleted += 1
+        return deleted, kept
 
     def _resolves(self, reference: str) -> bool:
-        from ..registry.errors import RemoteNotFoundError
-
         try:
             self.repo.resolve(reference)
         except RemoteNotFoundError:
             return False
         return True
+
+
+def _answer_of(e) -> str:
+    """`405 UNSUPPORTED`: a registry error's status and code."""
+    return " ".join(str(x) for x in (e.status, e.code) if x) or e.message
 
 
 def _answer(doc: dict) -> dict:

@@ -26,7 +26,8 @@ from typing import Any
 from .. import __version__
 from ..errors import MdlError, UsageError
 from ..reference import parse_reference
-from ..registry import Exchange, open_repository
+from ..registry.client import Exchange
+from ..registry.open import open_repository
 from . import registry_blobs, registry_checks
 from .registry_framework import FAIL, MIB, NOT_SUPPORTED, PASS, STATUSES, Check, Context, Decided, Outcome
 
@@ -101,6 +102,7 @@ class Report:
     seconds: float
     results: list[CheckResult]
     pushed: list[dict]  # {"repository", "kind": manifest|blob, "digest"} of everything pushed
+    not_removable: list[str] = field(default_factory=list)  # what the API cannot remove (Context.not_removable)
 
     @property
     def failed_required(self) -> list[str]:
@@ -118,6 +120,7 @@ class Report:
             "checks": [r.to_dict() for r in self.results],
             "pushed": self.pushed,
             "left_behind": [x for r in self.results for x in r.left_behind],
+            "not_removable": self.not_removable,
         }
 
 
@@ -188,5 +191,9 @@ def run_registry_conformance(target: str, *, blob_size: int, quick: bool, plain_
             results.append(result)
             if on_result is not None:
                 on_result(result)
+        try:
+            remains = ctx.not_removable() if blocked is None else []
+        except MdlError as e:  # the run's results stand; only this note is lost
+            remains = [f"what stays could not be asked: {e.message}"]
     return Report(registry, namespace, ctx.repositories, "quick" if quick else "full", blob_size, started_at,
-                  time.monotonic() - started, results, ctx.pushed)
+                  time.monotonic() - started, results, ctx.pushed, remains)

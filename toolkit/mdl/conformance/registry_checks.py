@@ -81,31 +81,42 @@ def model_artifact(kind: str, salt: str, subject: Descriptor | None = None) -> A
 
 def limit_artifact(salt: str, target: int = MAX_MANIFEST_SIZE) -> Artifact:
     """A Docker v0.2 artifact whose manifest is exactly `target` bytes: thousands of small files with long
-    paths (one blob), the last path padded to the byte."""
+    paths (one blob), the last path padded to the byte. A path is written twice (filepath and title), its
+    base name three times (and in the file metadata), so the padding goes in both to reach any size."""
     data = f"mdl registry conformance: {salt}\n".encode()
     digest = sha256_bytes(data)
     directory = "data/" + "a-deeply-nested-directory/" * 8
 
-    def files(n: int, pad: int) -> list[LayerFile]:
+    def files(n: int, dir_pad: int = 0, name_pad: int = 0) -> list[LayerFile]:
         out = []
         for i in range(n):
-            name = f"{'long-file-name-' * 12}{i:05d}.txt"
-            path = f"{directory}{'p' * pad if i == n - 1 else ''}{name}"
+            last = i == n - 1
+            name = f"{'long-file-name-' * 12}{'q' * name_pad if last else ''}{i:05d}.txt"
+            path = f"{directory}{'p' * dir_pad if last else ''}{name}"
             out.append(LayerFile(mt.MODEL_FILE, digest, len(data), path,
                                  FileFacts(name, DETERMINISTIC_MODE, 0, 0, len(data), CREATED)))
         return out
 
     facts = ModelFacts("safetensors", {"format": "safetensors", "size": format_decimal_size(len(data))}, None)
 
-    def size(n: int, pad: int) -> int:  # artifact.build without its (slow) schema checks
-        layers = [layer_descriptor(lf, "docker") for lf in files(n, pad)]
+    def size(n: int, dir_pad: int = 0, name_pad: int = 0) -> int:  # artifact.build without its (slow) schema checks
+        layers = [layer_descriptor(lf, "docker") for lf in files(n, dir_pad, name_pad)]
         cfg = to_json_bytes(config_document(facts, layers, CREATED, "docker"))
         return len(Manifest.build(Descriptor(mt.DOCKER_CONFIG_V02, sha256_bytes(cfg), len(cfg)), layers).raw)
 
-    one, two = size(1, 0), size(2, 0)
+    one, two = size(1), size(2)
     n = (target - (one - (two - one))) // (two - one)
-    pad = target - size(n, 0)
-    config, config_type, manifest = build(facts, files(n, pad), CREATED, "docker")
+    while True:
+        base = size(n)
+        per_dir, per_name = size(n, 1) - base, size(n, 0, 1) - base
+        rest, name_pad = target - base, 0
+        while name_pad < per_dir and (rest - name_pad * per_name) % per_dir:
+            name_pad += 1
+        dir_pad = (rest - name_pad * per_name) // per_dir
+        if dir_pad >= 0 and (rest - name_pad * per_name) % per_dir == 0:
+            break
+        n -= 1  # too little room left for an odd remainder: one layer fewer
+    config, config_type, manifest = build(facts, files(n, dir_pad, name_pad), CREATED, "docker")
     if len(manifest.raw) != target:
         raise InternalError(f"the limit manifest is {len(manifest.raw)} bytes, not {target}")
     return Artifact(manifest, [(config, config_type), (data, mt.MODEL_FILE)])

@@ -18,7 +18,8 @@ import requests
 from ..content.descriptor import Descriptor, Manifest
 from ..content.digest import sha256_bytes
 from ..errors import MdlError
-from ..registry import Exchange, RemoteRepository
+from ..registry.client import Exchange
+from ..registry.repository import RemoteRepository
 from ..registry.errors import RegistryError, RemoteNotFoundError, oci_error
 from ..spec import mediatypes as mt
 
@@ -111,6 +112,26 @@ class Context:
         delete = repo.delete_manifest if kind == "manifest" else repo.delete_blob
         self.later(f"{kind} {digest} in {repo.repository}", lambda: delete(digest))
 
+    def _untag(self, repo: RemoteRepository, tag: str) -> None:
+        """A tag that still resolves once its manifest is deleted (2.8.2 drops it with the manifest; OCI 1.1
+        lets a registry keep it) is deleted by name; RegistryError when the registry refuses."""
+        path = f"/v2/{repo.repository}/manifests/{tag}"
+        head = self.send(repo, "HEAD", path, headers={"Accept": ", ".join(mt.MANIFEST_ACCEPT)})
+        head.close()
+        if head.status_code == 404:
+            return
+        resp = self.send(repo, "DELETE", path, action="delete")
+        body = resp.content[:4096] if resp.status_code >= 400 else b""
+        resp.close()
+        if resp.status_code not in (200, 202, 404):
+            first = oci_error(body) or {}
+            code = first.get("code") if isinstance(first.get("code"), str) else None
+            raise RegistryError(self.client.registry, f"deleting tag {tag}", resp.status_code, code)
+
+    def not_removable(self) -> list[str]:
+        """What the API cannot remove, once every check cleaned up (module `not_removable`)."""
+        return not_removable(self.client, self.repositories, sum(item["kind"] == "blob" for item in self.pushed))
+
     # -- helpers the checks share ---------------------------------------------------------------------
 
     def fail(self, reason: str, data: dict | None = None) -> NoReturn:
@@ -138,6 +159,8 @@ class Context:
                          headers={"Content-Type": media_type}, data=bytes(raw))
         resp.close()
         if resp.status_code in (200, 201, 202):
+            if not reference.startswith("sha256:"):  # undone after the manifest's delete (undos run last first)
+                self.later(f"tag {reference} in {repo.repository}", lambda: self._untag(repo, reference))
             self.pushed_item(repo, "manifest", sha256_bytes(raw))
         self.expect(resp, (201,), what)
         return resp
@@ -186,6 +209,46 @@ class Context:
             except MdlError as e:
                 problems.append(f"{what} ({e.message})")
         return problems
+
+
+def not_removable(client, repositories: list[str], blobs: int) -> list[str]:
+    """What a run that pushed `blobs` blobs to `repositories` leaves, whatever it deletes: the repositories
+    (distribution has no repository delete), as /v2/_catalog shows them, and the blobs' bytes."""
+    out = []
+    listed, answer = _catalog(client)
+    for name in repositories:
+        if listed is None:
+            out.append(f"repository {name}: the API has no repository delete (GET /v2/_catalog answered "
+                       f"{answer}, so whether it is still listed is unknown)")
+        elif name in listed:
+            out.append(f"repository {name}: still listed in /v2/_catalog (the API has no repository delete)")
+    if blobs:
+        out.append(f"the bytes of the {blobs} blob(s) pushed: a blob DELETE unlinks a blob from its repository; "
+                   "its bytes stay in the registry's storage until the registry runs garbage collection")
+    return out
+
+
+def _catalog(client, max_pages: int = 100) -> tuple[set[str] | None, str]:
+    """Every repository /v2/_catalog lists (1000 a page, distribution's maximum, following `Link`), or
+    None and the answer when the registry does not list them."""
+    listed: set[str] = set()
+    url: str | None = "/v2/_catalog?n=1000"
+    for _ in range(max_pages):
+        if url is None:
+            break
+        resp = client.request("GET", url, scope="registry:catalog:*", expected_status=None)
+        try:
+            if resp.status_code != 200:
+                return None, describe(resp)
+            names = resp.json().get("repositories") or []
+        except (ValueError, AttributeError):
+            return None, "200 with a body that is no catalog"
+        finally:
+            resp.close()
+        listed |= {n for n in names if isinstance(n, str)}
+        link = resp.links.get("next", {}).get("url")
+        url = requests.compat.urljoin(resp.url, link) if link else None
+    return listed, "200"
 
 
 def describe(resp: requests.Response, body: bytes | None = None) -> str:

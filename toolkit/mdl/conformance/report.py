@@ -62,6 +62,8 @@ def to_junit(report: Report) -> str:
         if r.left_behind:
             out.append("left behind: " + "; ".join(r.left_behind))
         ET.SubElement(case, "system-out").text = "\n".join(x for x in out if x)
+    if report.not_removable:
+        ET.SubElement(suite, "system-out").text = "not removable through the API: " + "; ".join(report.not_removable)
     root = ET.Element("testsuites", {"name": "mdl conformance", "tests": str(len(report.results)),
                                       "failures": str(counts[FAIL]), "skipped": str(counts[NOT_SUPPORTED])})
     root.append(suite)
@@ -104,6 +106,8 @@ def summary(report: Report) -> str:
     if left:
         more = f"; and {len(left) - 3} more (see the JSON report)" if len(left) > 3 else ""
         lines.append(f"Left behind ({len(left)}): " + "; ".join(left[:3]) + more)
+    if report.not_removable:
+        lines.append("Not removable through the API: " + "; ".join(report.not_removable))
     failed = report.failed_required
     lines.append(f"{counts[PASS]} passed, {counts[FAIL]} failed ({len(failed)} required), "
                  f"{counts[NOT_SUPPORTED]} not supported")

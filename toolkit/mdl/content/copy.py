@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from ..errors import DigestMismatchError, StoreError
 from ..spec import mediatypes as mt
 from .descriptor import Descriptor, Manifest, is_graph_node, parse_node, successors
+from .digest import sha256_bytes
 from .transfer import SENT, BlobSource, BlobTarget, ModelSource, NoProgress, Progress
 
 COPY_BUFSIZE = 1 << 20  # read size; three reads are in flight per transfer (readahead.py)
@@ -170,8 +171,6 @@ def _copy_nested(source: BlobSource, target: BlobTarget, desc: Descriptor, track
 
 def read_small_blob(source: BlobSource, desc: Descriptor) -> bytes:
     """A small document's bytes (a nested manifest, a config), checked against its descriptor."""
-    from .digest import sha256_bytes
-
     if desc.size > _NESTED_LIMIT:
         raise StoreError(f"manifest {desc.digest} is {desc.size} bytes, over the {_NESTED_LIMIT}-byte limit",
                          "this is not a model artifact mdl can copy")

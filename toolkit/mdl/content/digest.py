@@ -17,6 +17,13 @@ from ..errors import DigestMismatchError, MdlError
 ALGORITHM = "sha256"
 _SHA256 = re.compile(r"sha256:[0-9a-f]{64}")
 DEFAULT_BUFSIZE = 1 << 20
+MAX_HASH_WORKERS = 8
+
+
+def hash_workers(files: int) -> int:
+    """How many files to hash at once: one per core (hashlib and file reads release the GIL), each
+    holding one DEFAULT_BUFSIZE buffer, so memory stays bounded whatever the model's size."""
+    return max(1, min(files, os.cpu_count() or 1, MAX_HASH_WORKERS))
 
 
 class InvalidDigestError(MdlError):

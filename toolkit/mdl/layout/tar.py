@@ -60,17 +60,23 @@ class _Advancing(io.RawIOBase):
 
 
 class TarTarget:
-    """A BlobTarget writing an OCI layout tar at `path`. Copy into it one blob at a time
+    """A BlobTarget writing an OCI layout tar at `path`, or into `stream` (a writable binary file
+    object: an HTTP response, `GET /models/{name}/export`). Copy into it one blob at a time
     (`concurrency=1`), then `close()`; leaving a `with` block on an error leaves no file behind."""
 
-    def __init__(self, path: str | os.PathLike, *, force: bool = False):
-        self.path = Path(path)
-        if self.path.is_dir():
-            raise LayoutError(f"{self.path} is a directory", "name a file ending in .tar, or a directory without .tar")
-        if self.path.exists() and not force:
-            raise ConflictError(f"{self.path} exists", "use --force to overwrite it, or name another file")
-        self._tmp = temp_name(self.path)
-        self._file = open(self._tmp, "xb")
+    def __init__(self, path: str | os.PathLike | None, *, force: bool = False, stream: BinaryIO | None = None):
+        self._tmp: Path | None = None
+        if stream is not None:
+            self.path, self._file = None, stream
+        else:
+            self.path = Path(path)  # type: ignore[arg-type]
+            if self.path.is_dir():
+                raise LayoutError(f"{self.path} is a directory",
+                                  "name a file ending in .tar, or a directory without .tar")
+            if self.path.exists() and not force:
+                raise ConflictError(f"{self.path} exists", "use --force to overwrite it, or name another file")
+            self._tmp = temp_name(self.path)
+            self._file = open(self._tmp, "xb")
         self._tar = tarfile.open(fileobj=self._file, mode="w", format=tarfile.PAX_FORMAT, copybufsize=COPY_BUFSIZE)
         self._written: set[str] = set()
         self._entries: list[dict] = []
@@ -78,7 +84,7 @@ class TarTarget:
         self._tar.addfile(_tar_info(f"blobs/{ALGORITHM}", directory=True))
 
     def __repr__(self) -> str:
-        return f"TarTarget({str(self.path)!r})"
+        return f"TarTarget({str(self.path or self._file)!r})"
 
     def __enter__(self) -> TarTarget:
         return self
@@ -119,16 +125,19 @@ class TarTarget:
                 self._tar.addfile(_tar_info(name, len(data)), io.BytesIO(data))
             self._tar.close()
             self._file.flush()
+            if self._tmp is None:
+                return  # a stream: the caller's to close
             os.fsync(self._file.fileno())
             self._file.close()
-            os.replace(self._tmp, self.path)
+            os.replace(self._tmp, self.path)  # type: ignore[arg-type]
         except BaseException:
             self.abort()
             raise
 
     def abort(self) -> None:
-        self._file.close()
-        unlink_quiet(self._tmp)
+        if self._tmp is not None:
+            self._file.close()
+            unlink_quiet(self._tmp)
 
 
 def _member_name(archive: Path, member: tarfile.TarInfo) -> str:

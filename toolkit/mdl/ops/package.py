@@ -12,15 +12,17 @@ from __future__ import annotations
 
 import json
 import os
+from concurrent.futures import ThreadPoolExecutor, wait
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from .. import artifact
 from ..artifact import FileFacts, LayerFile, ModelFacts
 from ..content.descriptor import Manifest
+from ..content.digest import hash_workers
 from ..content.transfer import Progress
 from ..errors import InputPathError, UsageError
 from ..formats.classify import FileKind, classify
@@ -29,12 +31,15 @@ from ..formats.gguf_docker import describe_gguf
 from ..formats.safetensors import describe_safetensors
 from ..inputs import input_dir, input_file, walk_model_dir
 from ..reference import Reference
-from ..registry import RemoteRepository
 from ..signing.keys import load_private_key
 from ..spec import mediatypes as mt
+from ..spec import schemas
 from ..store import LayoutStore
 from .push import PushResult, push
 from .sign import SignResult, sign_with_key
+
+if TYPE_CHECKING:
+    from ..registry.repository import RemoteRepository
 
 MAX_CONTEXT_SIZE = 2**31 - 1  # the config stores it as int32
 MAX_CHAT_TEMPLATE_BYTES = 1 << 20
@@ -250,21 +255,32 @@ def _check_unique_paths(items: list) -> None:
 
 
 def _ingest(store: LayoutStore, items: list, created: datetime | None, added: list[str]) -> list[LayerFile]:
-    """Import every planned file (one read pass each), recording each blob in `added`."""
-    layers: list[LayerFile] = []
-    for it in items:
-        if isinstance(it, _Carried):
-            layers.append(it.layer)
-            continue
-        st = os.stat(it.source)
-        digest, size = store.import_file(it.source)
-        added.append(digest)
-        if size != st.st_size:
-            raise InputPathError(it.source, "the file changed while it was being packaged",
-                                 "package it again once nothing is writing to it")
-        facts = FileFacts(it.filepath.rsplit("/", 1)[-1], st.st_mode & 0o7777, st.st_uid, st.st_gid, size,
-                          datetime.fromtimestamp(st.st_mtime, timezone.utc))
-        if created is not None:
-            facts = facts.normalized(created)
-        layers.append(LayerFile(it.media_type, digest, size, it.filepath, facts))
-    return layers
+    """Import every planned file, one read pass each, several files at once (one per core: hashlib and
+    file reads release the GIL), recording each blob in `added` (also when another file fails)."""
+    files = [it for it in items if not isinstance(it, _Carried)]
+    with ThreadPoolExecutor(max_workers=hash_workers(len(files)), thread_name_prefix="mdl-hash") as pool:
+        futures = [pool.submit(_import_one, store, it, created) for it in files]
+        schemas.warm_up(*schemas.WRITER_PROFILES)  # loads the validator while the files hash (other cores)
+        wait(futures)
+    imported = {}
+    for it, future in zip(files, futures):
+        if future.exception() is None:
+            imported[id(it)] = future.result()
+            added.append(imported[id(it)].digest)
+    for future in futures:  # the first failure, in input order
+        if future.exception() is not None:
+            raise future.exception()
+    return [it.layer if isinstance(it, _Carried) else imported[id(it)] for it in items]
+
+
+def _import_one(store: LayoutStore, it: _PlannedFile, created: datetime | None) -> LayerFile:
+    st = os.stat(it.source)
+    digest, size = store.import_file(it.source)
+    if size != st.st_size:
+        raise InputPathError(it.source, "the file changed while it was being packaged",
+                             "package it again once nothing is writing to it")
+    facts = FileFacts(it.filepath.rsplit("/", 1)[-1], st.st_mode & 0o7777, st.st_uid, st.st_gid, size,
+                      datetime.fromtimestamp(st.st_mtime, timezone.utc))
+    if created is not None:
+        facts = facts.normalized(created)
+    return LayerFile(it.media_type, digest, size, it.filepath, facts)

@@ -13,8 +13,8 @@ from ..artifact_check import check_config, check_manifest
 from ..content.copy import copy_model
 from ..content.transfer import BlobTarget, NoProgress, Progress
 from ..errors import UsageError
+from ..model_check import refuse_partial
 from ..reference import Reference, parse_reference
-from ..registry import RemoteRepository
 from ..store import LayoutStore
 from ..store.sides import StoreSource
 
@@ -34,7 +34,7 @@ def push(store: LayoutStore, target_repo: BlobTarget, source: str, target: Refer
     repository is offered the repositories it may mount this model's blobs from, for this push only."""
     progress = progress or NoProgress()
     digest = store.resolve(source)
-    mounts = isinstance(target_repo, RemoteRepository)
+    mounts = hasattr(target_repo, "mount_from")  # a registry repository can link blobs from another one
     if mounts:
         mount_from = target_repo.mount_from
         target_repo.mount_from = mount_candidates(store, digest, target)
@@ -43,6 +43,7 @@ def push(store: LayoutStore, target_repo: BlobTarget, source: str, target: Refer
             raise UsageError(f"{target} names digest {target.digest}, but {source} is {digest}",
                              "push to a tag, or to the model's own digest")
         manifest = store.manifest(digest)
+        refuse_partial(store, source, digest, manifest, "to push it", roles=None)  # a registry gets whole models
         check_manifest(manifest, source)
         check_config(manifest, store.read_blob(manifest.config.digest, manifest.config.size), source)
         tags = [target.tag] if target.tag else []

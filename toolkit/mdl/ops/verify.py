@@ -9,12 +9,11 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from ..errors import ModelNotFoundError
 from ..model_check import Report, check_model_in_source, check_model_in_store
 from ..reference import Reference, parse_reference
-from ..registry import RemoteRepository
 from ..signing.cosign import local_signature_names
 from ..signing.keys import load_public_key
 from ..signing.policy import Verified
@@ -22,7 +21,10 @@ from ..store import LayoutStore, RemovalResult
 from ..store_check import StoreReport, check_store, repair as repair_store
 from .signatures import verify_signature_in_registry, verify_signature_in_store
 
-OpenRepository = Callable[[Reference], RemoteRepository]
+if TYPE_CHECKING:
+    from ..registry.repository import RemoteRepository
+
+OpenRepository = Callable[[Reference], "RemoteRepository"]  # a type alias is evaluated: keep it quoted
 
 
 @dataclass

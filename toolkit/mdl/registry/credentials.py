@@ -24,12 +24,12 @@ import json
 import os
 import shutil
 import subprocess
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import MdlError
+from ..store.locks import atomic_write
 
 DOCKER_HUB_KEY = "https://index.docker.io/v1/"
 _HUB_NAMES = frozenset({"docker.io", "index.docker.io", "registry-1.docker.io", DOCKER_HUB_KEY,
@@ -208,23 +208,10 @@ def resolve_credentials(host: str, env: Mapping[str, str]) -> Credentials | None
     return None
 
 
-def _atomic_write_config(path: Path, doc: dict) -> None:
+def _write_config(path: Path, doc: dict) -> None:
+    """Replace Docker's config atomically, readable by its owner only (it may hold credentials)."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    data = (json.dumps(doc, indent="\t") + "\n").encode()
-    fd, tmp = tempfile.mkstemp(prefix=".config.json.", dir=path.parent)
-    try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    atomic_write(path, (json.dumps(doc, indent="\t") + "\n").encode(), mode=0o600)
 
 
 def login(host: str, username: str, password: str, env: Mapping[str, str]) -> str:
@@ -248,7 +235,7 @@ def login(host: str, username: str, password: str, env: Mapping[str, str]) -> st
     entry["auth"] = base64.b64encode(f"{username}:{password}".encode()).decode()
     auths[key] = entry
     config["auths"] = auths
-    _atomic_write_config(path, config)
+    _write_config(path, config)
     return str(path)
 
 
@@ -270,6 +257,6 @@ def logout(host: str, env: Mapping[str, str]) -> bool:
         for k in stale:
             del auths[k]
         if stale:
-            _atomic_write_config(path, config)
+            _write_config(path, config)
             removed = True
     return removed

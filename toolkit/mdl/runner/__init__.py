@@ -7,9 +7,12 @@
 - `scheduler.py`: which models are loaded, who uses them, in what order.
 
 `mdl run` and `mdl serve` share those. `mdl serve` adds the HTTP server (Starlette, the `serve`
-extra): `app.py` builds it from `openai_api.py` and `models_api.py` (the routes), `api_errors.py`
-(errors in OpenAI's shape), `request_body.py`, `catalog.py` (the models listed), `pump.py` (blocking
-work feeding the event loop), `middleware.py` and `metrics.py`.
+extra): `app.py` builds it from `openai_api.py`, `models_api.py` and `ops_api.py` (the routes),
+`dashboard.py` (the page at `/`, files in `static/`), `security.py` (Host, Origin, API key, JSON
+bodies), `api_errors.py` (errors in OpenAI's shape), `request_body.py`, `catalog.py` (the models
+listed), `pump.py` (blocking work feeding the event loop), `request_log.py` and `feeds.py` (recent
+requests, the log), `settings.py` (per-model settings, keep-alive), `middleware.py` and `metrics.py`.
+Its engines live in worker processes: `worker.py` (the server's side) and `worker_process.py`.
 """
 
 from __future__ import annotations

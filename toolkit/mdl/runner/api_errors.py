@@ -59,6 +59,15 @@ def to_api_error(exc: BaseException, *, param: str | None = None) -> ApiError:
                     code="internal_error")
 
 
+def status_of(exc: BaseException) -> int:
+    """The HTTP status `exc` is answered with (without logging it: see `to_api_error`)."""
+    if isinstance(exc, ApiError):
+        return exc.status
+    if isinstance(exc, MdlError):
+        return exc.outcome.http_status
+    return 500
+
+
 def _response(err: ApiError) -> JSONResponse:
     return JSONResponse(err.body(), status_code=err.status)
 

@@ -4,7 +4,12 @@ Routes (the same paths Docker Model Runner answers on, port 12434):
 
 - the OpenAI API under `/engines/v1`, `/engines/llama.cpp/v1` and `/v1` (openai_api.py);
 - Docker's model API under `/models` (models_api.py);
-- `GET /health` (alive), `GET /health/ready` (serving), `GET /metrics` (Prometheus text), here.
+- the operations API: `/engines/status`, `ps`, `df`, `unload`, `_configure`, `requests`, `/version`,
+  `/logs` (ops_api.py);
+- `GET /health` (alive), `GET /health/ready` (serving), `GET /metrics` (Prometheus text), here;
+- `GET /`: a dashboard for a browser (dashboard.py), "running" for other clients.
+
+Every request passes security.py's `Guard` first (Host, Origin, API key, JSON bodies).
 
 Errors have OpenAI's shape on every route: endpoints raise, the handlers of api_errors.py answer.
 Endpoints are module-level functions; what they share (store, scheduler, metrics, limits) is on
@@ -17,30 +22,43 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import sys
+import threading
+import time
 import traceback
 from collections.abc import Mapping
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from . import models_api, openai_api
+from .. import __version__
+from . import dashboard, models_api, openai_api, ops_api
 from .api_errors import EXCEPTION_HANDLERS, AnswerUnhandled
+from .feeds import LogBook
 from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from .metrics import Metrics
 from .middleware import CountRequests
 from .request_body import MAX_BODY
+from .request_log import RequestLog
+from .security import Guard, Policy
+
+log = logging.getLogger("mdl.runner")
 
 
 def create_app(store, scheduler, *, env: Mapping[str, str], max_body: int = MAX_BODY,
-               reap_interval: float | None = None, pull_concurrency: int = 4) -> Starlette:
+               reap_interval: float | None = None, pull_concurrency: int = 4,
+               policy: Policy | None = None, request_history: int = 500, log_to=None) -> Starlette:
     """The runner's ASGI app over `store` (a LayoutStore) and `scheduler` (mdl.runner.scheduler.Scheduler).
 
     `env` supplies registry credentials and proxies for `POST /models/create`; `reap_interval`, when
-    given, is how often a background task unloads idle models (`scheduler.reap_idle()`)."""
+    given, is how often a background task unloads idle models (`scheduler.reap_idle()`); `policy` is
+    what security.py enforces (by default: loopback Host names, same-origin, JSON bodies, no key);
+    `request_history` how many requests `/engines/requests` keeps; the runner's log lines (`/logs`)
+    are also written to `log_to` (a text stream) when given."""
     app = Starlette(routes=_routes(), lifespan=_lifespan, exception_handlers=EXCEPTION_HANDLERS)
     app.state.store = store
     app.state.scheduler = scheduler
@@ -50,14 +68,21 @@ def create_app(store, scheduler, *, env: Mapping[str, str], max_body: int = MAX_
     app.state.reap_interval = reap_interval
     app.state.metrics = Metrics()
     app.state.ready = False  # true from startup until shutdown begins
+    app.state.stopping = threading.Event()  # set when asked to stop: streams end instead of holding it up
+    app.state.policy = policy or Policy()
+    app.state.requests = RequestLog(request_history)
+    app.state.logbook = LogBook(echo=log_to)
+    app.state.started = time.monotonic()
+    app.state.backend_version = ops_api.backend_version()
     app.add_middleware(AnswerUnhandled)
+    app.add_middleware(Guard, policy=app.state.policy)  # before any route sees the request
     app.add_middleware(CountRequests, metrics=app.state.metrics)  # added last: outermost, sees every answer
     return app
 
 
 def _routes() -> list[Route]:
     # Order matters where paths overlap: `/models/create` is matched before `/models/{name:path}`.
-    routes = [Route("/", root, methods=["GET"])]
+    routes = [Route("/", dashboard.root, methods=["GET"]), Route("/static/{name}", dashboard.asset, methods=["GET"])]
     for prefix in openai_api.PREFIXES:
         routes += [
             Route(f"{prefix}/models", openai_api.list_models, methods=["GET"]),
@@ -69,8 +94,18 @@ def _routes() -> list[Route]:
     routes += [
         Route("/models", models_api.list_models, methods=["GET"]),
         Route("/models/create", models_api.create_model, methods=["POST"]),
+        Route("/models/{name:path}/export", models_api.export_model, methods=["GET"]),
         Route("/models/{name:path}", models_api.get_model, methods=["GET"]),
         Route("/models/{name:path}", models_api.delete_model, methods=["DELETE"]),
+        Route("/engines/status", ops_api.status, methods=["GET"]),
+        Route("/engines/ps", ops_api.ps, methods=["GET"]),
+        Route("/engines/df", ops_api.df, methods=["GET"]),
+        Route("/engines/unload", ops_api.unload, methods=["POST"]),
+        Route("/engines/_configure", ops_api.configure, methods=["GET", "POST"]),
+        Route("/engines/llama.cpp/_configure", ops_api.configure, methods=["GET", "POST"]),
+        Route("/engines/requests", ops_api.requests, methods=["GET"]),
+        Route("/version", ops_api.version, methods=["GET"]),
+        Route("/logs", ops_api.logs, methods=["GET"]),
         Route("/health", health, methods=["GET"]),
         Route("/health/ready", ready, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
@@ -80,10 +115,6 @@ def _routes() -> list[Route]:
 
 # ---------------------------------------------------------------------------------------------
 # health and metrics
-
-
-async def root(request: Request) -> Response:
-    return PlainTextResponse("mdl model runner is running\n")
 
 
 async def health(request: Request) -> Response:
@@ -109,8 +140,12 @@ async def metrics(request: Request) -> Response:
 async def _lifespan(app: Starlette):
     """Ready while serving; unloads idle models every `reap_interval`; closes the scheduler at the end."""
     state = app.state
+    log.addHandler(state.logbook)
+    log.setLevel(logging.INFO)
+    log.propagate = False  # the logbook writes the lines (and echoes them); not Python's last resort too
     reaper = asyncio.create_task(_reap(state.scheduler, state.reap_interval)) if state.reap_interval else None
     state.ready = True
+    log.info("mdl %s serving (llama-cpp-python %s)", __version__, state.backend_version)
     try:
         yield
     finally:
@@ -120,6 +155,8 @@ async def _lifespan(app: Starlette):
             with contextlib.suppress(BaseException):
                 await reaper
         await run_in_threadpool(state.scheduler.close)
+        log.info("stopped")
+        log.removeHandler(state.logbook)
 
 
 async def _reap(scheduler, interval: float) -> None:

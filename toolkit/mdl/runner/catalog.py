@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..artifact import unix_time
+from ..timestamps import unix_time
 from ..errors import MdlError
 from ..reference import parse_reference
 from ..spec import mediatypes as mt

@@ -23,6 +23,7 @@ from typing import Any
 
 from ..errors import MdlError, MissingExtraError
 from .resolve import ResolvedModel
+from .settings import with_defaults
 from .validation import (MAX_SCHEMA_REPETITIONS, InvalidRequestError, chat_messages, completion_args,
                          embedding_inputs, model_name, prompt_text, sampling_args, schema_repetitions,
                          wants_usage)
@@ -64,8 +65,10 @@ class _Counts:
 class Engine:
     """One loaded model. Not thread-safe: the scheduler serializes its use."""
 
-    def __init__(self, llm, resolved: ResolvedModel, load_seconds: float, embedding: bool):
+    def __init__(self, llm, resolved: ResolvedModel, load_seconds: float, embedding: bool,
+                 defaults: dict | None = None):
         self._llm = llm
+        self.defaults = dict(defaults or {})  # sampling values a request gets when it leaves them out
         self.resolved = resolved
         self.load_seconds = load_seconds
         self.embedding = embedding
@@ -161,6 +164,7 @@ class Engine:
 
     def chat(self, request: dict) -> dict:
         self._for_generation()
+        request = with_defaults(request, self.defaults)
         messages, args = chat_messages(request, self.vision), sampling_args(request)
         self._check_grammar(args)
         out = self._call(self._llm.create_chat_completion, messages=messages, stream=False,
@@ -172,6 +176,7 @@ class Engine:
         """The chunks of a streamed chat answer. Request errors (including a prompt over the context)
         raise here, before the first chunk is returned, so a server can still answer 400."""
         self._for_generation()
+        request = with_defaults(request, self.defaults)
         messages, args = chat_messages(request, self.vision), sampling_args(request)
         self._check_grammar(args)
         name = model_name(request, self.resolved.reference)
@@ -183,6 +188,7 @@ class Engine:
 
     def complete(self, request: dict) -> dict:
         self._for_generation()
+        request = with_defaults(request, self.defaults)
         prompt, args = prompt_text(request), completion_args(request)
         out = self._call(self._llm.create_completion, prompt, stream=False, _param="prompt",
                          model=model_name(request, self.resolved.reference), **args)
@@ -191,6 +197,7 @@ class Engine:
 
     def complete_stream(self, request: dict) -> Iterator[dict]:
         self._for_generation()
+        request = with_defaults(request, self.defaults)
         prompt, args = prompt_text(request), completion_args(request)
         name = model_name(request, self.resolved.reference)
         include_usage = wants_usage(request)
@@ -296,9 +303,10 @@ def context_for(resolved: ResolvedModel, n_ctx: int | None = None) -> int:
 
 
 def load_engine(resolved: ResolvedModel, *, n_threads: int | None = None, n_ctx: int | None = None,
-                embedding: bool = False) -> Engine:
+                embedding: bool = False, defaults: dict | None = None) -> Engine:
     """Load `resolved` into llama.cpp. `embedding` loads it for `/v1/embeddings` (a model that declares
-    no pooling type gets mean pooling, so each input gives one vector)."""
+    no pooling type gets mean pooling, so each input gives one vector); `defaults` are sampling values
+    for requests that leave them out (settings.py)."""
     llama_cpp = _llama_cpp()
     ctx = context_for(resolved, n_ctx)
     kwargs: dict[str, Any] = {"model_path": str(resolved.model_path), "n_ctx": ctx, "verbose": False,
@@ -321,7 +329,7 @@ def load_engine(resolved: ResolvedModel, *, n_threads: int | None = None, n_ctx:
     vision = False
     if resolved.mmproj_path is not None and not embedding:
         vision = _attach_projector(llm, resolved)
-    engine = Engine(llm, resolved, time.monotonic() - start, embedding)
+    engine = Engine(llm, resolved, time.monotonic() - start, embedding, defaults)
     engine.vision = vision
     return engine
 

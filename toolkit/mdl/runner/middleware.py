@@ -5,7 +5,9 @@ from __future__ import annotations
 from .metrics import Metrics
 from .openai_api import PREFIXES
 
-_FIXED_ROUTES = ("/", "/models", "/models/create", "/health", "/health/ready", "/metrics")
+_FIXED_ROUTES = ("/", "/models", "/models/create", "/health", "/health/ready", "/metrics", "/version", "/logs",
+                 "/engines/status", "/engines/ps", "/engines/df", "/engines/unload", "/engines/_configure",
+                 "/engines/requests")
 
 
 def route_label(path: str) -> str:

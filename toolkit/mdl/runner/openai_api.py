@@ -24,15 +24,18 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
-from ..artifact import unix_time
-from .api_errors import ApiError, error_param, to_api_error
+from ..timestamps import unix_time
+from .api_errors import ApiError, error_param, status_of, to_api_error
 from .catalog import familiar, is_gguf, summaries, summary_of
 from .pump import Pump
 from .request_body import model_of, read_json, require
+from .request_log import answer_of
 
 PREFIXES = ("/engines/v1", "/engines/llama.cpp/v1", "/v1")
 SSE_TYPE = "text/event-stream"
 _DONE = b"data: [DONE]\n\n"
+_STOPPING = ApiError(503, "the server is stopping: the answer was cut short", type="server_error",
+                     code="server_stopping")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -77,10 +80,21 @@ async def embeddings(request: Request) -> Response:
 
 
 async def _answer(request: Request, kind: str) -> Response:
-    """One OpenAI call: the body's shape is checked here, its values by the engine (validation.py)."""
+    """One OpenAI call: the body's shape is checked here, its values by the engine (validation.py).
+    Every call, answered or refused, is a record of the request log (request_log.py)."""
     state = request.app.state
-    body = await read_json(request, state.max_body)
-    model = model_of(body)
+    record = state.requests.start(kind)
+    try:
+        body = await read_json(request, state.max_body)
+        model = model_of(body)
+        record.request(model, body)
+        return await _dispatch(state, model, body, kind, record)
+    except Exception as e:
+        record.finish(status_of(e), error=str(e))
+        raise
+
+
+async def _dispatch(state, model: str, body: dict, kind: str, record) -> Response:
     if kind == "chat":
         require(body, "messages", (list,), "an array of messages")
     elif kind == "completion":
@@ -95,7 +109,8 @@ async def _answer(request: Request, kind: str) -> Response:
             raise ApiError(400, "embeddings cannot be streamed", param="stream", code="invalid_value")
         call = _embed_call(body)
     elif stream:
-        return await _stream(state, model, body, kind)
+        record.stream = True
+        return await _stream(state, model, body, kind, record)
     elif kind == "chat":
         call = lambda engine: engine.chat(body)  # noqa: E731
     else:
@@ -103,6 +118,9 @@ async def _answer(request: Request, kind: str) -> Response:
     doc, label = await run_in_threadpool(_run_engine, state.scheduler, model, kind == "embedding", call)
     if kind != "embedding":
         _count_tokens(state.metrics, label, doc)
+        record.finish(200, model=label, answer=answer_of(doc), usage=doc.get("usage"))
+    else:
+        record.finish(200, model=label, answer=f"{len(doc.get('data') or ())} vectors", usage=doc.get("usage"))
     return JSONResponse(doc)
 
 
@@ -111,8 +129,15 @@ def _run_engine(scheduler, model: str, embedding: bool, call: Callable[[Any], di
         return call(engine), _label(engine, model)
 
 
-async def _stream(state, model: str, body: dict, kind: str) -> Response:
+async def _stream(state, model: str, body: dict, kind: str, record) -> Response:
     scheduler, metrics = state.scheduler, state.metrics
+    seen: dict[str, Any] = {"label": model, "usage": None}  # what the producer learnt, for the record
+    # The engine always ends with its usage chunk (the record and the metrics count real tokens); it is
+    # passed on only when the client asked for it.
+    options = body.get("stream_options")
+    client_wants_usage = isinstance(options, dict) and options.get("include_usage") is True
+    if options is None or (isinstance(options, dict) and "include_usage" not in options):
+        body = dict(body, stream_options={**(options or {}), "include_usage": True})
 
     def produce(emit, cancelled: threading.Event) -> None:
         if cancelled.is_set():
@@ -120,13 +145,15 @@ async def _stream(state, model: str, body: dict, kind: str) -> Response:
         label, generated, usage = model, 0, None
         try:
             with scheduler.acquire(model, embedding=False) as engine:
-                label = _label(engine, model)
+                label = seen["label"] = _label(engine, model)
                 chunks = engine.chat_stream(body) if kind == "chat" else engine.complete_stream(body)
                 try:
                     for chunk in chunks:
-                        generated += _chunk_has_text(chunk)
+                        generated += bool(_chunk_text(chunk))
                         if isinstance(chunk, dict) and isinstance(chunk.get("usage"), dict):
-                            usage = chunk
+                            usage = seen["usage"] = chunk
+                            if not client_wants_usage:
+                                continue
                         emit(chunk)
                         if cancelled.is_set():  # the client went away: stop after this token
                             break
@@ -135,6 +162,7 @@ async def _stream(state, model: str, body: dict, kind: str) -> Response:
                     if close is not None:
                         close()
         finally:
+            seen["generated"] = generated
             if usage is not None:
                 _count_tokens(metrics, label, usage)
             else:
@@ -144,6 +172,7 @@ async def _stream(state, model: str, body: dict, kind: str) -> Response:
     first = await pump.get()
     if first[0] == "error":  # before the first chunk: still a plain error response
         raise first[1]
+    record.first_token()
 
     async def events():
         item, finished = first, False
@@ -151,20 +180,26 @@ async def _stream(state, model: str, body: dict, kind: str) -> Response:
             while True:
                 what, value = item
                 if what == "item":
+                    record.text(_chunk_text(value))
                     yield _sse(value)
                 elif what == "end":
                     yield _DONE
                     finished = True
+                    record.finish(200, model=seen["label"], usage=(seen["usage"] or {}).get("usage")
+                                  or {"completion_tokens": seen.get("generated")})
                     return
                 else:
-                    yield _sse(to_api_error(value, param="model").body())
+                    err = to_api_error(value, param="model") if what == "error" else _STOPPING
+                    yield _sse(err.body())
                     finished = True
+                    record.finish(err.status, model=seen["label"], error=err.message)
                     return
-                item = await pump.get()
+                item = await pump.get(state.stopping)
         finally:
             pump.cancel()
             if not finished:
                 metrics.stream_cancelled()
+                record.finish(499, model=seen["label"], error="the client closed the connection mid-stream")
 
     return StreamingResponse(events(), media_type=SSE_TYPE,
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
@@ -207,16 +242,16 @@ def _label(engine, fallback: str) -> str:
     return familiar(reference) if reference else fallback
 
 
-def _chunk_has_text(chunk: Any) -> int:
-    """1 when a streamed chunk carries generated text (llama.cpp streams one token per chunk)."""
+def _chunk_text(chunk: Any) -> str:
+    """The generated text a streamed chunk carries (llama.cpp streams one token per chunk)."""
     if not isinstance(chunk, dict):
-        return 0
+        return ""
     for choice in chunk.get("choices") or ():
         if not isinstance(choice, dict):
             continue
         delta = choice.get("delta")
-        if isinstance(delta, dict) and delta.get("content"):
-            return 1
-        if choice.get("text"):
-            return 1
-    return 0
+        if isinstance(delta, dict) and isinstance(delta.get("content"), str) and delta["content"]:
+            return delta["content"]
+        if isinstance(choice.get("text"), str) and choice["text"]:
+            return choice["text"]
+    return ""

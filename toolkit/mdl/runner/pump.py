@@ -12,6 +12,9 @@ from collections.abc import Callable
 from typing import Any
 
 
+STOP_CHECK = 0.25  # seconds between looks at the server's stopping flag while a producer is silent
+
+
 class Pump:
     """Runs `produce(emit, cancelled)` in a thread; `await get()` returns ("item", x), ("end", None)
     or ("error", exc) in order. `cancel()` asks the producer to stop (it checks `cancelled`)."""
@@ -40,8 +43,16 @@ class Pump:
         else:
             self._put("end", None)
 
-    async def get(self) -> tuple[str, Any]:
-        return await self._queue.get()
+    async def get(self, stopping: threading.Event | None = None) -> tuple[str, Any]:
+        """The next item; ("stopping", None) if `stopping` is set while waiting for it."""
+        if stopping is None or not self._queue.empty():
+            return await self._queue.get()
+        while True:
+            try:
+                return await asyncio.wait_for(self._queue.get(), STOP_CHECK)
+            except asyncio.TimeoutError:
+                if stopping.is_set():
+                    return ("stopping", None)
 
     def cancel(self) -> None:
         self.cancelled.set()

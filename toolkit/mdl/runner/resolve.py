@@ -37,10 +37,12 @@ from pathlib import Path
 
 from ..content.digest import digest_hex, hash_file
 from ..store import LayoutStore
-from ..artifact import unix_time
+from ..timestamps import unix_time
 from ..artifact_check import effective_filepath
 from ..errors import DigestMismatchError, FormatError, MdlError, UnsupportedArtifactError
 from ..formats.gguf import read_header
+from ..model_check import refuse_partial
+from ..placement import shard_name
 from ..reference import model_id_query, parse_reference
 from ..spec import mediatypes as mt
 
@@ -114,6 +116,7 @@ def resolve_model(store: LayoutStore, reference: str, links_dir: Path) -> Resolv
         name = str(parse_reference(reference))
     shown = reference.strip()
     manifest = _read(store, shown, digest, lambda: store.manifest(digest))
+    refuse_partial(store, shown, digest, manifest)  # pulled with --include and lacking its weights
     config_desc = manifest.config
     config = _read(store, shown, config_desc.digest,
                    lambda: json.loads(store.read_blob(config_desc.digest, config_desc.size, what="config")))
@@ -222,7 +225,9 @@ def _pick_modelpack(store, shown, manifest, config):
             continue
         filepath = _filepath(d)
         if kind[0] == "weight":
-            if fmt.lower() == "gguf" or filepath.lower().endswith(".gguf"):
+            suffixed = mt.SUFFIXED_WEIGHT_FORMATS.get(d.media_type)  # Docker's weight.v1.gguf: GGUF by its type
+            by_name = fmt.lower() == "gguf" or filepath.lower().endswith(".gguf")
+            if suffixed == "gguf" or (suffixed is None and by_name):
                 if kind[1] != "raw":
                     raise UnsupportedModelFormatError(
                         shown, "gguf", f"{shown} keeps its GGUF weights in a {kind[1]} layer")
@@ -317,11 +322,6 @@ def _cached_header(blob_path: str):
 # shard links
 
 _links_lock = threading.Lock()
-
-
-def shard_name(i: int, n: int) -> str:
-    """llama.cpp's split naming (`llama_split_path`): `<prefix>-%05d-of-%05d.gguf`, 1-based."""
-    return f"model-{i:05d}-of-{n:05d}.gguf"
 
 
 def _links_ok(directory: Path, targets: list[Path]) -> bool:

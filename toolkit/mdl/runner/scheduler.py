@@ -9,12 +9,19 @@
   instance's queue and is served when its ticket is at the head (a bare Lock is not fair). Different
   instances run concurrently. A load is done once, by the request at the head of the queue; the others
   wait for it.
+- An idle instance is unloaded after its keep-alive (`idle_timeout` unless `configure` set one for
+  the model: 0 unloads as soon as the request ends, NEVER keeps it). `configure` also sets the context
+  size and sampling defaults the model is loaded with; a loaded instance is unloaded so that the next
+  request loads it with them.
+- An engine may live in another process (worker.py) and die there: a dead engine is dropped when it
+  is next wanted or reaped, and the next request loads a new one.
 
 All state is guarded by one Condition; loading and unloading run outside it.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import deque
@@ -27,6 +34,10 @@ from ..store import LayoutStore
 from ..errors import MdlError
 from .engine import Engine, load_engine
 from .resolve import ResolvedModel, resolve_model, verify_model
+from .catalog import familiar
+from .settings import NEVER, ModelSettings
+
+log = logging.getLogger("mdl.runner")
 
 
 class ModelTooLargeError(MdlError):
@@ -48,6 +59,12 @@ class LoadedInfo:
     in_use: bool
     size: int
     waiting: int = 0  # requests queued for this instance (beyond the agreed interface)
+    loading: bool = False
+    keep_alive: float | None = None  # seconds idle before it is unloaded; NEVER: kept
+    idle_since: float | None = None  # wall-clock time the last request ended (None: in use or loading)
+    n_ctx: int | None = None
+    pid: int | None = None  # the worker process holding the engine, when it has one
+    memory: int | None = None  # resident bytes of that process, else the weights' size
 
 
 @dataclass
@@ -56,6 +73,7 @@ class SchedulerStats:
     load_seconds_total: float = 0.0
     unloads: int = 0
     load_failures: int = 0
+    worker_deaths: int = 0
 
 
 class _Slot:
@@ -70,6 +88,7 @@ class _Slot:
         self.queue: deque[object] = deque()  # tickets, in arrival order
         self.in_use = False
         self.last_used = 0.0
+        self.last_used_wall = 0.0
         self.unload_when_idle = False
         self.gone = False  # removed from the scheduler (unloaded or failed)
 
@@ -102,6 +121,7 @@ class Scheduler:
         self._cond = threading.Condition()
         self._slots: dict[tuple[str, bool], _Slot] = {}
         self._verified: set[str] = set()
+        self._settings: dict[tuple[str, bool | None], tuple[str, ModelSettings]] = {}  # -> (reference, settings)
         self.stats = SchedulerStats()
 
     # -- use ----------------------------------------------------------------------------------------
@@ -131,6 +151,8 @@ class Scheduler:
                     if slot.failed is not None:
                         raise slot.failed
                     head = slot.queue[0] is ticket
+                    if head and slot.engine is not None and not slot.in_use and not _alive(slot.engine):
+                        self._drop_dead(slot)  # its worker died while idle: load a new one below
                     if head and slot.engine is not None and not slot.in_use:
                         slot.queue.popleft()
                         slot.in_use = True
@@ -159,6 +181,7 @@ class Scheduler:
                     del self._slots[key]
                 self.stats.load_failures += 1
                 self._cond.notify_all()
+            log.warning("could not load %s: %s", familiar(slot.resolved.reference), e)
             raise
         with self._cond:
             slot.loading = False
@@ -168,14 +191,21 @@ class Scheduler:
             self.stats.loads += 1
             self.stats.load_seconds_total += engine.load_seconds
             self._cond.notify_all()
-            return slot
+        log.info("loaded %s%s in %.2fs%s", familiar(slot.resolved.reference), " for embeddings" if embedding else "",
+                 engine.load_seconds, f" (worker pid {engine.pid})" if getattr(engine, "pid", None) else "")
+        return slot
 
     def _leave(self, slot: _Slot) -> None:
         close = None
         with self._cond:
             slot.in_use = False
             slot.last_used = self._clock()
-            if slot.unload_when_idle and slot.idle:
+            slot.last_used_wall = time.time()
+            if slot.engine is not None and not _alive(slot.engine):
+                self._drop_dead(slot)  # died during the request: the next one loads a new engine
+                if not slot.queue:
+                    self._forget_if_unused(slot)
+            elif (slot.unload_when_idle or self.keep_alive_of(slot.key) == 0) and slot.idle:
                 close = self._detach(slot)
             self._cond.notify_all()
         if close is not None:
@@ -185,7 +215,23 @@ class Scheduler:
         if resolved.digest not in self._verified:
             verify_model(self.store, resolved)  # spec/runtime.md §1: verify every blob before use
             self._verified.add(resolved.digest)
-        return self._loader(resolved, n_threads=self.n_threads, n_ctx=self.n_ctx, embedding=embedding)
+        settings = self.settings_of((resolved.digest, embedding))
+        extra = {"defaults": settings.sampling} if settings.sampling else {}
+        return self._loader(resolved, n_threads=self.n_threads, n_ctx=settings.context_size or self.n_ctx,
+                            embedding=embedding, **extra)
+
+    def _drop_dead(self, slot: _Slot) -> None:
+        """Under the lock: forget the dead engine of `slot` (its process is reaped by `close`)."""
+        engine, slot.engine = slot.engine, None
+        self.stats.unloads += 1
+        self.stats.worker_deaths += 1
+        log.warning("the worker of %s is gone (%s); the next request starts a new one",
+                    familiar(slot.resolved.reference), getattr(engine, "cause", lambda: "exited")())
+        if engine is not None:
+            try:
+                engine.close()
+            except Exception:  # noqa: BLE001 - it is dead already
+                pass
 
     # -- room ---------------------------------------------------------------------------------------
 
@@ -217,6 +263,7 @@ class Scheduler:
             del self._slots[slot.key]
         if engine is not None:
             self.stats.unloads += 1
+            log.info("unloaded %s%s", familiar(slot.resolved.reference), " (embeddings)" if slot.key[1] else "")
         return engine
 
     def _forget_if_unused(self, slot: _Slot) -> None:
@@ -230,52 +277,122 @@ class Scheduler:
 
     # -- management ---------------------------------------------------------------------------------
 
-    def loaded(self) -> list[LoadedInfo]:
+    def loaded(self, *, loading: bool = False) -> list[LoadedInfo]:
+        """The loaded instances (and, with `loading`, those being loaded)."""
         with self._cond:
-            return [LoadedInfo(s.resolved.digest, s.resolved.reference, s.key[1], s.engine.load_seconds,
-                               s.last_used, s.in_use, s.resolved.size, len(s.queue))
-                    for s in self._slots.values() if s.engine is not None]
+            slots = [s for s in self._slots.values() if s.engine is not None or (loading and s.loading)]
+            now, wall = self._clock(), time.time()
+            out = []
+            for s in slots:
+                engine = s.engine
+                idle = engine is not None and not s.in_use
+                out.append(LoadedInfo(
+                    s.resolved.digest, s.resolved.reference, s.key[1],
+                    engine.load_seconds if engine is not None else 0.0, s.last_used, s.in_use, s.resolved.size,
+                    len(s.queue), loading=engine is None, keep_alive=self.keep_alive_of(s.key),
+                    idle_since=(s.last_used_wall or wall - (now - s.last_used)) if idle else None,
+                    n_ctx=_context_of(engine), pid=getattr(engine, "pid", None)))
+        for info, s in zip(out, slots):
+            memory = getattr(s.engine, "memory", None)
+            info.memory = (memory() if callable(memory) else None) or info.size
+        return out
 
     def reap_idle(self) -> list[str]:
-        """Unload the instances idle for longer than `idle_timeout`; returns their digests."""
-        if self.idle_timeout is None:
-            return []
+        """Unload the instances idle for longer than their keep-alive, and drop dead ones; returns
+        their digests."""
         now = self._clock()
         closing: list[Engine] = []
+        dead: list[str] = []
         with self._cond:
             for s in list(self._slots.values()):
-                if s.idle and now - s.last_used > self.idle_timeout:
+                if s.engine is not None and not s.in_use and not _alive(s.engine):
+                    dead.append(s.resolved.digest)
+                    self._drop_dead(s)
+                    self._forget_if_unused(s)
+                elif s.idle and now - s.last_used > self.keep_alive_of(s.key):
                     engine = self._detach(s)
                     if engine is not None:
                         closing.append(engine)
             self._cond.notify_all()
         for engine in closing:
             self._close_engine(engine)
-        return [e.resolved.digest for e in closing]
+        return dead + [e.resolved.digest for e in closing]
+
+    # -- settings -----------------------------------------------------------------------------------
+
+    def settings_of(self, key: tuple[str, bool]) -> ModelSettings:
+        """What `configure` set for the instance `key` (its mode's settings, else the model's)."""
+        found = self._settings.get(key) or self._settings.get((key[0], None))
+        return found[1] if found else ModelSettings()
+
+    def keep_alive_of(self, key: tuple[str, bool]) -> float:
+        keep = self.settings_of(key).keep_alive
+        if keep is None:
+            keep = self.idle_timeout if self.idle_timeout is not None else NEVER
+        return keep
+
+    def configure(self, reference: str, embedding: bool | None, settings: ModelSettings) -> tuple[ResolvedModel, int]:
+        """Set the settings of a model (of one mode, or both when `embedding` is None), applied when it
+        is next loaded: its loaded instances are unloaded (one in use when its request ends). Returns
+        the model and how many instances were unloaded."""
+        resolved = resolve_model(self.store, reference, self.links_dir)
+        with self._cond:
+            if embedding is None:  # the model's settings replace both modes' own
+                self._settings.pop((resolved.digest, False), None)
+                self._settings.pop((resolved.digest, True), None)
+            self._settings[(resolved.digest, embedding)] = (resolved.reference, settings)
+        modes = (False, True) if embedding is None else (embedding,)
+        return resolved, sum(self._unload_key((resolved.digest, m)) for m in modes)
+
+    def configurations(self) -> list[tuple[str, str, bool | None, ModelSettings]]:
+        """(digest, reference, mode or None, settings) of every configured model."""
+        with self._cond:
+            return [(d, ref, mode, st) for (d, mode), (ref, st) in self._settings.items()]
 
     def unload(self, digest: str) -> bool:
         """Unload every instance of the model `digest` (both modes); one in use goes when its request
         ends. False when none is loaded."""
-        closing: list[Engine] = []
-        found = False
+        return bool(self._unload_key((digest, False)) + self._unload_key((digest, True)))
+
+    def unload_models(self, digests) -> int:
+        """Unload the instances of these models; returns how many there were."""
+        return sum(self._unload_key((d, mode)) for d in set(digests) for mode in (False, True))
+
+    def unload_all(self) -> int:
+        """Unload every instance; returns how many there were."""
         with self._cond:
-            for s in list(self._slots.values()):
-                if s.key[0] != digest or not s.resident:
-                    continue
-                found = True
-                if s.idle:
-                    engine = self._detach(s)
-                    if engine is not None:
-                        closing.append(engine)
-                else:
-                    s.unload_when_idle = True
+            keys = list(self._slots)
+        return sum(self._unload_key(k) for k in keys)
+
+    def _unload_key(self, key: tuple[str, bool]) -> int:
+        closing: Engine | None = None
+        with self._cond:
+            s = self._slots.get(key)
+            if s is None or not s.resident:
+                return 0
+            if s.idle:
+                closing = self._detach(s)
+            else:
+                s.unload_when_idle = True
             self._cond.notify_all()
-        for engine in closing:
-            self._close_engine(engine)
-        return found
+        self._close_engine(closing)
+        return 1
 
     def close(self) -> None:
         """Unload everything (instances in use go when their requests end)."""
         digests = {s.key[0] for s in list(self._slots.values())}
         for d in digests:
             self.unload(d)
+
+
+def _alive(engine) -> bool:
+    """Whether an engine can still answer (one in a worker process may have died)."""
+    alive = getattr(engine, "alive", None)
+    return alive() if callable(alive) else True
+
+
+def _context_of(engine) -> int | None:
+    try:
+        return int(engine.n_ctx) if engine is not None else None
+    except Exception:  # noqa: BLE001 - closed meanwhile
+        return None

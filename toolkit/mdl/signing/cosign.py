@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from .. import artifact_check
 from ..content.descriptor import Descriptor, Manifest, canonical_json
 from ..content.digest import sha256_bytes
 from ..spec import mediatypes as mt
@@ -39,8 +40,8 @@ def build_signature_manifest(subject: Descriptor, layers: list[Descriptor]) -> t
 
 
 def is_signature_manifest(manifest: Manifest) -> bool:
-    return manifest.artifact_type == mt.COSIGN_SIGNATURE_ARTIFACT_TYPE or (
-        bool(manifest.layers) and all(d.media_type == mt.COSIGN_SIMPLESIGNING for d in manifest.layers))
+    """A cosign signature manifest (spec/signing.md §4); the rule is artifact_check's, over the document."""
+    return artifact_check.is_signature_manifest(manifest.as_dict())
 
 
 def local_signature_names(store, digest: str) -> list[tuple[str, str]]:

@@ -75,6 +75,8 @@ CNCF_WEIGHT_RAW = mt("cncf-weight-raw")
 CNCF_WEIGHT_CONFIG_RAW = mt("cncf-weight-config-raw")
 CNCF_DOC_RAW = mt("cncf-doc-raw")
 CNCF_CODE_RAW = mt("cncf-code-raw")
+# Docker Model Runner's format-suffixed weight types: raw weights of that format, read only (spec/modelpack.md §3.2).
+SUFFIXED_WEIGHT_FORMATS = {mt("cncf-weight-gguf"): "gguf", mt("cncf-weight-safetensors"): "safetensors"}
 CNAI_ARTIFACT_TYPE = mt("cnai-artifact-type")
 CNAI_CONFIG = mt("cnai-config")
 
@@ -93,6 +95,7 @@ ANNOTATION_CNAI_FILEPATH = annotation_table()["cnai-filepath"]
 ANNOTATION_CNAI_FILE_METADATA = annotation_table()["cnai-file-metadata"]
 ANNOTATION_REF_NAME = annotation_table()["oci-ref-name"]
 ANNOTATION_CREATED = annotation_table()["oci-created"]
+ANNOTATION_TITLE = annotation_table()["oci-title"]
 FILEPATH_KEYS = (ANNOTATION_FILEPATH, ANNOTATION_CNAI_FILEPATH)
 FILE_METADATA_KEYS = (ANNOTATION_FILE_METADATA, ANNOTATION_CNAI_FILE_METADATA)
 
@@ -103,9 +106,12 @@ def is_modelpack_layer(media_type: str) -> bool:
 
 
 def modelpack_layer_kind(media_type: str) -> tuple[str, str] | None:
-    """('weight'|'weight.config'|'doc'|'code'|'dataset', 'raw'|'tar'|...) for a ModelPack layer type."""
+    """('weight'|'weight.config'|'doc'|'code'|'dataset', 'raw'|'tar'|...) for a ModelPack layer type;
+    Docker's format-suffixed weight types are raw weights."""
     if not is_modelpack_layer(media_type):
         return None
+    if media_type in SUFFIXED_WEIGHT_FORMATS:
+        return "weight", "raw"
     rest = media_type.split(".model.", 1)[1]  # e.g. "weight.config.v1.tar+gzip"
     kind, enc = rest.split(".v1.")
     return kind, enc

@@ -12,12 +12,15 @@ import json
 from dataclasses import dataclass
 from functools import cache
 
-from jsonschema import Draft202012Validator
-from jsonschema.exceptions import best_match
-from referencing import Registry, Resource
+from typing import TYPE_CHECKING
 
 from ..errors import SchemaViolationError
+from . import mediatypes as mt
 from .resources import schemas_dir
+
+if TYPE_CHECKING:
+    from jsonschema import Draft202012Validator
+    from referencing import Registry
 
 ID_PREFIX = "https://mdl.dev/schemas/"
 
@@ -32,6 +35,8 @@ OCI_MANIFEST = "oci-manifest"
 OCI_INDEX = "oci-index"
 FILE_METADATA = "file-metadata"
 MEDIA_TYPES = "media-types"
+# What the packager checks everything it writes against (artifact.build).
+WRITER_PROFILES = (DOCKER_CONFIG_WRITTEN, MODELPACK_CONFIG_WRITTEN, DOCKER_MANIFEST, MODELPACK_MANIFEST)
 
 
 @dataclass(frozen=True)
@@ -45,8 +50,14 @@ def schema_id(name: str) -> str:
     return f"{ID_PREFIX}{name}.schema.json"
 
 
+# jsonschema and referencing are imported on first use, not with this module: ~0.1 s that a command
+# reading the store never needs, and that `mdl package` spends while its files hash (`warm_up`).
+
+
 @cache
 def _registry() -> Registry:
+    from referencing import Registry, Resource
+
     resources = []
     for path in sorted(schemas_dir().glob("*.schema.json")):
         with open(path, "rb") as f:
@@ -57,6 +68,8 @@ def _registry() -> Registry:
 
 @cache
 def _validator(name: str) -> Draft202012Validator:
+    from jsonschema import Draft202012Validator
+
     resolved = _registry().get_or_retrieve(schema_id(name)).value
     return Draft202012Validator(resolved.contents, registry=_registry(),
                                 format_checker=Draft202012Validator.FORMAT_CHECKER)
@@ -73,8 +86,16 @@ def json_path(parts) -> str:
     return out
 
 
+def warm_up(*names: str) -> None:
+    """Load the validators of these schemas now (a caller with other work under way overlaps the cost)."""
+    for name in names:
+        _validator(name)
+
+
 def validate(document, name: str) -> list[Finding]:
     """Every way `document` fails schema `name`, deepest cause first for each branch."""
+    from jsonschema.exceptions import best_match
+
     findings = []
     for error in sorted(_validator(name).iter_errors(document), key=lambda e: list(e.absolute_path)):
         # For oneOf/anyOf failures, report the most relevant sub-error: it has the precise path.
@@ -92,8 +113,6 @@ def check(document, name: str, what: str) -> None:
 
 def config_schema_for(config_media_type: str, *, written: bool = False) -> str | None:
     """The schema a config blob of this media type must pass (`written`: the stricter profile mdl writes)."""
-    from . import mediatypes as mt
-
     if config_media_type in mt.DOCKER_CONFIGS:
         return DOCKER_CONFIG_WRITTEN if written else DOCKER_CONFIG
     if config_media_type in mt.MODELPACK_CONFIGS:
@@ -103,8 +122,6 @@ def config_schema_for(config_media_type: str, *, written: bool = False) -> str |
 
 def manifest_schema_for(config_media_type: str) -> str | None:
     """The manifest profile for an artifact whose config has this media type."""
-    from . import mediatypes as mt
-
     if config_media_type in mt.DOCKER_CONFIGS:
         return DOCKER_MANIFEST
     if config_media_type in mt.MODELPACK_CONFIGS:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import os
-import secrets
 import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,7 +21,7 @@ from ..content.descriptor import Descriptor
 from ..content.digest import ALGORITHM, DEFAULT_BUFSIZE, VerifyingReader, digest_hex, validate_digest
 from ..errors import DigestMismatchError, DiskFullError, InputPathError, StoreError
 from .ingest import BlobWriter, ResumableWriter, remove_dead_ingest
-from .locks import flock, free_bytes, is_disk_full, unlink_quiet
+from .locks import flock, free_bytes, fsync_dir, is_disk_full, unlink_quiet
 
 DOCUMENT_LIMIT = 4 << 20  # the most bytes read whole into memory: manifests, configs, indexes
 
@@ -189,7 +188,7 @@ class BlobStore:
 
     def _import_by_link(self, path: Path) -> tuple[str, int] | None:
         for _ in range(8):
-            ingest = self.ingest_dir / f"{secrets.token_hex(16)}.part"
+            ingest = self.ingest_dir / f"{os.urandom(16).hex()}.part"
             try:
                 os.link(path, ingest, follow_symlinks=True)
             except FileExistsError:
@@ -216,6 +215,7 @@ class BlobStore:
                     h.update(view[:n])
                     size += n
             digest = f"{ALGORITHM}:{h.hexdigest()}"
+            os.fsync(fd)  # the user's bytes may still be only in the page cache: make them durable first
             self.publish(ingest, digest)
             return digest, size
         finally:
@@ -240,7 +240,7 @@ class BlobStore:
     def new_ingest_file(self) -> tuple[Path, int]:
         """A fresh, flock'ed ingest file (O_EXCL), its path and descriptor."""
         for _ in range(8):
-            p = self.ingest_dir / f"{secrets.token_hex(16)}.part"
+            p = self.ingest_dir / f"{os.urandom(16).hex()}.part"
             try:
                 fd = os.open(p, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
             except FileExistsError:
@@ -283,7 +283,9 @@ class BlobStore:
             except OSError as e2:
                 raise StoreError(f"cannot publish blob {digest}: {e2.strerror}",
                                  "check the store's permissions and disk") from None
-
+        # The bytes were fsync'ed before this; now the name: after a power cut a blob's name is either
+        # absent or over its whole content (spec/local-store.md, "Durability").
+        fsync_dir(self.blobs_dir)
 
     def delete_blob(self, digest: str) -> int | None:
         """Delete a blob; the bytes this frees (0 when its inode is linked elsewhere), None if absent."""

@@ -29,6 +29,9 @@ from .cas import BlobMissingError, BlobStore
 from .locks import atomic_write, flock, is_disk_full, remove_temp_files
 
 LAYOUT_VERSION = "1.0.0"
+# On the index entries of a model stored partially (`mdl pull --include`): some of its layers are
+# absent on purpose. Every entry of such a model carries it; a full pull of the model removes it.
+PARTIAL_ANNOTATION = "dev.mdl.partial"
 _SIG_TAG = re.compile(r":sha256-[0-9a-f]{64}\.sig$")
 
 
@@ -46,6 +49,7 @@ class ModelRecord:
     digest: str
     tags: list[str] = field(hash=False)
     size: int  # manifest + config + layers, in bytes
+    partial: bool = False  # some layers were left out on purpose (PARTIAL_ANNOTATION)
 
     @property
     def short_id(self) -> str:
@@ -99,16 +103,30 @@ class IndexedStore(BlobStore):
             raise StoreError(f"{path} is not an OCI image layout version {LAYOUT_VERSION} (found {version!r})",
                              "point MDL_HOME at an mdl store, or move this directory away")
 
-    def put_manifest(self, manifest: Manifest) -> None:
-        """Store the manifest's bytes; its config and every layer must be in the store already."""
+    def put_manifest(self, manifest: Manifest, *, partial: bool = False) -> None:
+        """Store the manifest's bytes; its config and every layer must be in the store already, unless
+        `partial` (then tag it with `partial=True`). A complete model loses its partial mark here."""
         for d in manifest.blob_descriptors():
             size = self.blob_size(d.digest)
             if size is None:
+                if partial and d.digest != manifest.config.digest:
+                    continue
                 raise StoreError(f"manifest {manifest.digest} refers to blob {d.digest}, which is not in the store",
                                  "store the config and every layer before the manifest")
             if size != d.size:
                 raise DigestMismatchError("blob", d.digest, "(not hashed)", d.size, size)
         self.write_blob(manifest.raw, manifest.digest)
+        if not partial and self.is_partial(manifest.digest):  # complete now: every entry loses the mark
+            def complete(entries: list[dict]) -> None:
+                for d in entries:
+                    if d["digest"] == manifest.digest:
+                        _mark_partial(d, False)
+
+            self.update_index(complete)
+
+    def is_partial(self, digest: str) -> bool:
+        """Whether the model `digest` is stored partially (`mdl pull --include`)."""
+        return any(d["digest"] == digest and _is_partial(d) for d in self.read_index())
 
     def manifest(self, digest: str) -> Manifest:
         validate_digest(digest)
@@ -158,10 +176,13 @@ class IndexedStore(BlobStore):
     def models(self) -> list[ModelRecord]:
         order: list[str] = []
         tags: dict[str, list[str]] = {}
+        partial: set[str] = set()
         for d in self.read_index():
             e = _entry(d)
             if e.media_type not in MANIFEST_TYPES or is_signature_entry(d):
                 continue  # signature manifests (spec/signing.md) travel with models but are not models
+            if _is_partial(d):
+                partial.add(e.digest)
             if e.digest not in tags:
                 order.append(e.digest)
                 tags[e.digest] = []
@@ -170,7 +191,8 @@ class IndexedStore(BlobStore):
         out = []
         for digest in order:
             m = self.manifest(digest)
-            out.append(ModelRecord(digest, tags[digest], m.size + sum(d.size for d in m.blob_descriptors())))
+            out.append(ModelRecord(digest, tags[digest], m.size + sum(d.size for d in m.blob_descriptors()),
+                                   digest in partial))
         return out
 
     def tags_of(self, digest: str) -> list[str]:
@@ -184,9 +206,10 @@ class IndexedStore(BlobStore):
             return {"mediaType": node.media_type or mt.OCI_INDEX, "digest": digest, "size": node.size}
         return node.descriptor().to_dict()
 
-    def add_tag(self, digest: str, ref: Reference) -> str | None:
+    def add_tag(self, digest: str, ref: Reference, *, partial: bool = False) -> str | None:
         """Point `ref` at the stored manifest `digest`, moving it if it pointed elsewhere; returns the
-        digest it pointed at before, if any. A model that loses its last tag this way is kept untagged."""
+        digest it pointed at before, if any. A model that loses its last tag this way is kept untagged.
+        The entry is marked partial when `partial` or when the model's other entries are."""
         validate_digest(digest)
         if ref.digest is not None and (ref.tag is None or ref.digest != digest):
             raise ReferenceFormatError(str(ref), "only a tag can be stored; this reference names a digest")
@@ -197,6 +220,7 @@ class IndexedStore(BlobStore):
         new["annotations"] = {mt.ANNOTATION_REF_NAME: name}
 
         def change(entries: list[dict]) -> str | None:
+            _mark_partial(new, partial or any(d["digest"] == digest and _is_partial(d) for d in entries))
             previous = None
             moved = None
             for i, d in enumerate(entries):
@@ -221,7 +245,7 @@ class IndexedStore(BlobStore):
         with self.gc_shared():
             return self.update_index(change)
 
-    def add_untagged(self, digest: str) -> None:
+    def add_untagged(self, digest: str, *, partial: bool = False) -> None:
         """Keep a stored manifest as a model with no tag (e.g. after a pull by digest)."""
         validate_digest(digest)
         if not self.has_blob(digest):
@@ -230,7 +254,7 @@ class IndexedStore(BlobStore):
 
         def change(entries: list[dict]) -> None:
             if not any(d["digest"] == digest for d in entries):
-                entries.append(new)
+                entries.append(_mark_partial(new, partial))
 
         with self.gc_shared():
             self.update_index(change)
@@ -296,6 +320,22 @@ def is_signature_entry(d: dict | IndexEntry) -> bool:
     if isinstance(d, IndexEntry):
         return bool(_SIG_TAG.search(d.ref_name or ""))
     return d.get("artifactType") == mt.COSIGN_SIGNATURE_ARTIFACT_TYPE or bool(_SIG_TAG.search(ref_name(d) or ""))
+
+
+def _is_partial(d: dict) -> bool:
+    return (d.get("annotations") or {}).get(PARTIAL_ANNOTATION) == "true"
+
+
+def _mark_partial(d: dict, partial: bool) -> dict:
+    """Set or clear the partial mark of an index entry, in place."""
+    annotations = {k: v for k, v in (d.get("annotations") or {}).items() if k != PARTIAL_ANNOTATION}
+    if partial:
+        annotations[PARTIAL_ANNOTATION] = "true"
+    if annotations:
+        d["annotations"] = annotations
+    else:
+        d.pop("annotations", None)
+    return d
 
 
 def _entry(d: dict) -> IndexEntry:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
-import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -60,7 +59,7 @@ def fsync_dir(path: Path) -> None:
 
 def temp_name(path: Path) -> Path:
     """A unique temp file name beside `path`, in the pattern `remove_temp_files` cleans up."""
-    return path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+    return path.with_name(f".{path.name}.{os.urandom(6).hex()}.tmp")
 
 
 def atomic_write(path: Path, data: bytes, mode: int = 0o644) -> None:

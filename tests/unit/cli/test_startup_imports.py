@@ -1,0 +1,45 @@
+"""Everyday commands import only what they use (issue: CLI start-up): no registry client, no JSON
+Schema validator, no numpy. Checked in a fresh interpreter, since this test process has them all."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+HEAVY = ("requests", "jsonschema", "numpy", "pydantic")
+
+PROBE = """
+import json, sys
+from mdl.cli.app import main
+code = main(sys.argv[1:]) if len(sys.argv) > 1 else 0
+print(json.dumps({"code": code, "loaded": sorted(m for m in sys.modules if m.split('.')[0] in %r)}))
+""" % (HEAVY,)
+
+
+def probe(args: list[str], env: dict) -> dict:
+    out = subprocess.run([sys.executable, "-c", PROBE, *args], env=env, capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("args", [[], ["--version"], ["list"], ["inspect", "ai/tiny"], ["tag", "ai/tiny", "ai/t:2"],
+                                  ["rm", "ai/t:2"]])
+def test_everyday_commands_do_not_import_heavy_modules(args, tmp_path, monkeypatch):
+    import os
+
+    from mdl.conformance.tinymodel import write_tiny_gguf
+    from mdl.ops.package import PackageRequest, package
+    from mdl.reference import parse_reference
+    from mdl.store import LayoutStore
+
+    store = LayoutStore(tmp_path / "store")
+    gguf = tmp_path / "tiny.gguf"
+    write_tiny_gguf(gguf)
+    package(store, PackageRequest(gguf=str(gguf)), parse_reference("ai/tiny"))
+    if args and args[0] == "rm":
+        store.add_tag(store.resolve("ai/tiny"), parse_reference("ai/t:2"))
+    result = probe(args, {**os.environ, "MDL_HOME": str(store.root)})
+    assert result["code"] == 0
+    assert result["loaded"] == [], f"mdl {' '.join(args)} imported {result['loaded']}"
