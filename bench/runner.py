@@ -14,6 +14,10 @@ medians of `--runs`, n_threads=1 on both sides:
 (c) streamed time to first token, same two sides, each stream read to its end, the same prompt on
     both sides (each engine reuses its cached prompt prefix, so what differs is the server's own
     overhead: HTTP, resolution, scheduling, threads). Target: server <= direct + 15 ms.
+(d) each API's overhead: the same non-streamed 128-token chat answer (temperature 0) through OpenAI's
+    chat completions, Anthropic's Messages, Ollama's /api/chat and OpenAI's Responses (plain HTTP on
+    one kept-alive session, so no client library's own cost is counted) vs `Llama.create_chat_completion`
+    in this process. Target: each API's time <= 1.05x the OpenAI chat route's.
 
     python bench/runner.py [--runs 5] [--tokens 128]
 """
@@ -34,7 +38,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "bench"))
 sys.path.insert(0, str(REPO))
-from common import OUT, median, verdict  # noqa: E402
+from common import OUT, median, record, verdict  # noqa: E402
 
 N_EMBD, N_LAYER, N_FF, N_HEAD, N_HEAD_KV, N_VOCAB, CTX = 512, 6, 1024, 8, 8, 8000, 512
 PROMPT = "the model said hello world to the people of the water and"
@@ -134,8 +138,8 @@ def main() -> None:
         d, s, r = median(direct_load), median(store_load), median(resolve_t)
         ok = s <= 1.10 * d
         results.append(("load", ok))
-        print(f"(a) load: direct {d * 1000:.1f} ms, through the store {s * 1000:.1f} ms "
-              f"(resolve_model {r * 1000:.1f} ms of it), ratio {s / d:.3f} (target <= 1.10) {verdict(ok)}")
+        record("`mdl serve`: load from the store (23.9M-parameter F16 GGUF)", "<= 1.10x loading the file directly",
+               f"{s / d:.3f}x ({s * 1000:.1f} vs {d * 1000:.1f} ms; resolve_model {r * 1000:.1f} ms of it)", ok)
         try:
             from mdl.runner.worker import load_worker
 
@@ -189,8 +193,8 @@ def main() -> None:
             d, s = median(direct_t), median(server_t)
             ok = s <= 1.05 * d and same
             results.append(("completion", ok))
-            print(f"(b) {args.tokens}-token completion: direct {d * 1000:.1f} ms, server {s * 1000:.1f} ms, "
-                  f"ratio {s / d:.3f} (target <= 1.05), same text: {same} {verdict(ok)}")
+            record(f"`mdl serve`: {args.tokens}-token completion, same text as direct", "<= 1.05x direct `Llama`",
+                   f"{s / d:.3f}x ({s * 1000:.0f} vs {d * 1000:.0f} ms; same text: {same})", ok)
 
             # Each stream is read to its end (a stream dropped early keeps the server's model busy for a
             # token or two, which the next request would wait for). The same prompt on both sides:
@@ -212,8 +216,9 @@ def main() -> None:
             d, s = median(direct_ttft), median(server_ttft)
             ok = s <= d + 0.015
             results.append(("ttft", ok))
-            print(f"(c) time to first token: direct {d * 1000:.1f} ms, server {s * 1000:.1f} ms, "
-                  f"+{(s - d) * 1000:.1f} ms (target <= +15 ms) {verdict(ok)}")
+            record("`mdl serve`: first streamed token", "<= direct + 15 ms",
+                   f"+{(s - d) * 1000:.1f} ms ({s * 1000:.1f} vs {d * 1000:.1f} ms)", ok)
+            results += _api_overhead(url, llm, args)
             llm.close()
         finally:
             proc.send_signal(signal.SIGTERM)
@@ -225,6 +230,56 @@ def main() -> None:
             if code != 0:
                 print(f"    warning: mdl serve exited with {code}: {(tmp / 'serve.log').read_text()[-2000:]}")
     print("overall:", verdict(all(ok for _, ok in results)))
+
+
+CHAT = [{"role": "user", "content": PROMPT}]
+
+
+def _api_overhead(url: str, llm, args) -> list[tuple[str, bool]]:
+    """(d): one chat answer through each API, against the direct call; all must give the same text."""
+    import requests
+
+    n = args.tokens
+    calls = {
+        "openai chat": ("/v1/chat/completions", {"messages": CHAT, "max_tokens": n, "temperature": 0},
+                        lambda d: d["choices"][0]["message"]["content"]),
+        "anthropic": ("/v1/messages", {"messages": CHAT, "max_tokens": n, "temperature": 0},
+                      lambda d: d["content"][0]["text"]),
+        "ollama": ("/api/chat", {"messages": CHAT, "stream": False, "options": {"num_predict": n, "temperature": 0}},
+                   lambda d: d["message"]["content"]),
+        "responses": ("/v1/responses", {"input": CHAT, "max_output_tokens": n, "temperature": 0, "store": False},
+                      lambda d: d["output"][0]["content"][0]["text"]),
+    }
+    session = requests.Session()
+    expected = llm.create_chat_completion(messages=CHAT, max_tokens=n, temperature=0)["choices"][0]["message"]["content"]
+    times: dict[str, list[float]] = {name: [] for name in calls}
+    direct: list[float] = []
+    for path, body, _ in calls.values():  # warm: the model is loaded, each route's code is imported
+        session.post(url + path, json={"model": REF, **body}, timeout=300).raise_for_status()
+    same = True
+    names = list(calls)
+    for run in range(args.runs):
+        for name in names[run % len(names):] + names[:run % len(names)]:  # a different order each run
+            path, body, text_of = calls[name]
+            t = time.perf_counter()
+            r = session.post(url + path, json={"model": REF, **body}, timeout=300)
+            times[name].append(time.perf_counter() - t)
+            r.raise_for_status()
+            same = same and text_of(r.json()) == expected
+        t = time.perf_counter()
+        llm.create_chat_completion(messages=CHAT, max_tokens=n, temperature=0)
+        direct.append(time.perf_counter() - t)
+    d = median(direct)
+    base = median(times["openai chat"])
+    print(f"(d) {n}-token chat answer per API (direct {d * 1000:.1f} ms; same text everywhere: {same}):")
+    out = []
+    for name, ts in times.items():
+        m = median(ts)
+        ok = m <= 1.05 * base and same
+        out.append((f"api {name}", ok))
+        record(f"`mdl serve`: {n}-token chat answer through the {name} API", "<= 1.05x the OpenAI chat route",
+               f"{m / base:.3f}x ({m * 1000:.0f} ms; {m / d:.3f}x direct)", ok)
+    return out
 
 
 def _takes_store(fn) -> bool:

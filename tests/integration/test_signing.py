@@ -7,59 +7,17 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
-
-import pytest
 
 from mdl.content.descriptor import Descriptor
 from mdl.content.digest import sha256_bytes
 from mdl.ops.sign import _BytesSource
-from mdl.reference import parse_reference
-from mdl.registry.open import open_repository
 from mdl.registry.referrers import fallback_tag
 from mdl.signing.cosign import build_signature_manifest, make_payload, signature_tag
 from mdl.signing.keys import load_private_key, sign_payload
 from mdl.spec import mediatypes as mt
 from tests.conftest import assert_clean_error
 from tests.fixtures.models import write_tiny_gguf
-
-PW = "correct horse"
-
-
-@pytest.fixture
-def cli(mdl):
-    def run(*args: str, extra_env: dict | None = None) -> subprocess.CompletedProcess:
-        env = mdl.env | {"MDL_KEY_PASSWORD": PW} | (extra_env or {})
-        return subprocess.run([sys.executable, "-m", "mdl", *args], capture_output=True, text=True, env=env,
-                              cwd=mdl.home.parent, stdin=subprocess.DEVNULL)
-    run.home = mdl.home
-    return run
-
-
-def ok(proc) -> subprocess.CompletedProcess:
-    assert proc.returncode == 0, proc.stderr
-    return proc
-
-
-@pytest.fixture
-def keys(cli, tmp_path):
-    out = {}
-    for name in ("alice", "bob"):
-        ok(cli("keygen", "--output-prefix", str(tmp_path / name)))
-        out[name] = (str(tmp_path / f"{name}.key"), str(tmp_path / f"{name}.pub"))
-    return out
-
-
-def push_model(cli, registry, repo: str, tag: str = "v1", seed: int = 0) -> tuple[str, str]:
-    gguf = write_tiny_gguf(cli.home.parent / f"m{seed}.gguf", seed=seed)[0]
-    target = f"{registry.host}/{repo}:{tag}"
-    line = ok(cli("package", "--gguf", str(gguf), "--push", target)).stdout.strip().splitlines()[-1]
-    return target, line.split("@")[1]
-
-
-def remote(registry, repo: str):
-    return open_repository(parse_reference(f"{registry.host}/{repo}:x"), env={})
+from tests.integration.signing_fixtures import PW, cli, keys, ok, push_model, remote  # noqa: F401 (fixtures)
 
 
 def test_keygen_writes_a_private_key_only_the_owner_reads(cli, tmp_path):
@@ -73,10 +31,13 @@ def test_keygen_writes_a_private_key_only_the_owner_reads(cli, tmp_path):
 
 def test_a_valid_signature_verifies(cli, registry, unique_repo, keys):
     target, digest = push_model(cli, registry, unique_repo)
-    sig_digest = ok(cli("sign", target, "--key", keys["alice"][0], "-a", "team=ml")).stdout.strip()
-    assert sig_digest.startswith("sha256:")
+    signed = json.loads(ok(cli("sign", target, "--key", keys["alice"][0], "-a", "team=ml", "--json")).stdout)
+    sig_digest, bundle_digest = signed["signatures"]["legacy"], signed["signatures"]["bundle"]
+    assert signed["signature"] == sig_digest and signed["added"] == ["bundle", "legacy"]
     got = json.loads(ok(cli("verify", target, "--key", keys["alice"][1], "--json")).stdout)
     assert got["ok"] and got["signature"]["digest"] == digest and got["signature"]["optional"] == {"team": "ml"}
+    assert got["signature"]["form"] == "bundle" and got["signature"]["signatureManifest"] == bundle_digest
+    assert got["signature"]["key"] == keys["alice"][1]
     # the signature manifest: cosign's shape, subject and artifactType of the OCI 1.1 form
     repo = remote(registry, unique_repo)
     raw, _, d = repo.fetch_manifest_bytes(signature_tag(digest))
@@ -85,12 +46,15 @@ def test_a_valid_signature_verifies(cli, registry, unique_repo, keys):
     assert doc["subject"]["digest"] == digest and doc["config"]["mediaType"] == mt.OCI_IMAGE_CONFIG
     [layer] = doc["layers"]
     assert layer["mediaType"] == mt.COSIGN_SIMPLESIGNING and mt.ANNOTATION_COSIGN_SIGNATURE in layer["annotations"]
+    # both referrers, each with its real artifactType
     index = json.loads(repo.fetch_manifest_bytes(fallback_tag(digest))[0])
-    assert [m["digest"] for m in index["manifests"]] == [sig_digest]
-    assert index["manifests"][0]["artifactType"] == mt.COSIGN_SIGNATURE_ARTIFACT_TYPE
+    assert {m["digest"]: m["artifactType"] for m in index["manifests"]} == {
+        sig_digest: mt.COSIGN_SIGNATURE_ARTIFACT_TYPE, bundle_digest: mt.SIGSTORE_BUNDLE}
     # signing again with the same key adds nothing
     again = ok(cli("sign", target, "--key", keys["alice"][0]))
-    assert again.stdout.strip() == sig_digest and "already signed" in again.stderr
+    assert again.stdout.strip() == sig_digest and "bundle already signed" in again.stderr \
+        and "legacy already signed" in again.stderr
+    assert len(json.loads(repo.fetch_manifest_bytes(fallback_tag(digest))[0])["manifests"]) == 2
 
 
 def test_no_signature_is_unsigned(cli, registry, unique_repo, keys):
@@ -118,7 +82,7 @@ def test_two_keys_add_two_signatures_and_either_verifies(cli, registry, unique_r
 
 def test_a_payload_altered_in_storage_is_a_digest_mismatch(cli, registry, unique_repo, keys):
     target, digest = push_model(cli, registry, unique_repo)
-    ok(cli("sign", target, "--key", keys["alice"][0]))
+    ok(cli("sign", target, "--key", keys["alice"][0], "--format", "legacy"))
     raw = remote(registry, unique_repo).fetch_manifest_bytes(signature_tag(digest))[0]
     payload_digest = json.loads(raw)["layers"][0]["digest"]
     path = registry.blob_path(payload_digest)
@@ -157,14 +121,15 @@ def test_a_tag_moved_after_signing_fails_for_the_new_manifest(cli, registry, uni
 
 def test_stale_fallback_entries_are_pruned(cli, registry, unique_repo, keys):
     target, digest = push_model(cli, registry, unique_repo)
-    first = ok(cli("sign", target, "--key", keys["alice"][0])).stdout.strip()
+    first = json.loads(ok(cli("sign", target, "--key", keys["alice"][0], "--json")).stdout)["signatures"]
     repo = remote(registry, unique_repo)
-    repo.delete_manifest(first)
+    for d in first.values():
+        repo.delete_manifest(d)
     second = ok(cli("sign", target, "--key", keys["bob"][0], "--json"))
     got = json.loads(second.stdout)
-    assert got["pruned"] == [first]
+    assert sorted(got["pruned"]) == sorted(first.values())
     index = json.loads(repo.fetch_manifest_bytes(fallback_tag(digest))[0])
-    assert [m["digest"] for m in index["manifests"]] == [got["signature"]]
+    assert sorted(m["digest"] for m in index["manifests"]) == sorted(got["signatures"].values())
     ok(cli("verify", target, "--key", keys["bob"][1]))
     assert_clean_error(cli("verify", target, "--key", keys["alice"][1]), 11)
 
@@ -202,9 +167,11 @@ def test_pull_refuses_an_unsigned_model_and_keeps_nothing(cli, registry, unique_
 def test_signed_pull_stores_the_signature_and_verifies_offline_and_travels_in_save(cli, registry, unique_repo,
                                                                                    keys, tmp_path):
     target, digest = push_model(cli, registry, unique_repo)
-    sig = ok(cli("sign", target, "--key", keys["alice"][0])).stdout.strip()
+    sig = json.loads(ok(cli("sign", target, "--key", keys["alice"][0], "--json")).stdout)["signatures"]["bundle"]
     fresh = {"MDL_HOME": str(tmp_path / "fresh")}
-    ok(cli("pull", target, "--verify-key", keys["alice"][1], extra_env=fresh))
+    pulled = json.loads(ok(cli("pull", target, "--verify-key", keys["alice"][1], "--json",
+                               extra_env=fresh)).stdout.strip().splitlines()[-1])
+    assert pulled["signature"]["form"] == "bundle" and pulled["signature"]["key"] == keys["alice"][1]
     index = json.loads((tmp_path / "fresh" / "index.json").read_text())
     names = {m["annotations"][mt.ANNOTATION_REF_NAME]: m["digest"] for m in index["manifests"]}
     assert names[f"{registry.host}/{unique_repo}:{signature_tag(digest)}"] == sig
@@ -213,7 +180,7 @@ def test_signed_pull_stores_the_signature_and_verifies_offline_and_travels_in_sa
     registry.process.send_signal(19)  # SIGSTOP: offline from here on
     try:
         got = json.loads(ok(cli("verify", target, "--key", keys["alice"][1], "--json", extra_env=fresh)).stdout)
-        assert got["ok"] and got["models"][0]["digest"] == digest
+        assert got["ok"] and got["models"][0]["digest"] == digest and got["signature"]["form"] == "bundle"
         assert_clean_error(cli("verify", target, "--key", keys["bob"][1], extra_env=fresh), 11)
         out = tmp_path / "saved.tar"
         ok(cli("save", target, "-o", str(out), extra_env=fresh))

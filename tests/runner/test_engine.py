@@ -150,9 +150,9 @@ def test_embeddings_of_a_chat_model(runner_store, tiny):
 
 
 @pytest.mark.parametrize("field, value", [
-    ("n", 2), ("n", 0), ("temperature", -1), ("temperature", "hot"), ("top_p", 1.5), ("max_tokens", 0),
+    ("n", 17), ("n", 0), ("temperature", -1), ("temperature", "hot"), ("top_p", 1.5), ("max_tokens", 0),
     ("max_tokens", 1.5), ("stop", 3), ("seed", "x"), ("stream_options", "yes"), ("presence_penalty", 3),
-    ("logprobs", True), ("messages", []), ("messages", [{"role": "wizard", "content": "x"}]),
+    ("logprobs", "yes"), ("top_logprobs", 21), ("messages", []), ("messages", [{"role": "wizard", "content": "x"}]),
     ("messages", [{"role": "user", "content": 3}]),
 ])
 def test_invalid_requests(tiny, field, value):

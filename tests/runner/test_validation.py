@@ -17,7 +17,7 @@ def test_sampling_args_pass_what_the_request_sets():
                     "response_format": {"type": "json_object"}}
 
 
-@pytest.mark.parametrize("field, value", [("n", 2), ("temperature", float("nan")), ("top_k", 1.5), ("stop", [1]),
+@pytest.mark.parametrize("field, value", [("top_p", 2), ("temperature", float("nan")), ("top_k", 1.5), ("stop", [1]),
                                           ("echo", True), ("response_format", {"type": "xml"})])
 def test_sampling_args_name_the_bad_parameter(field, value):
     with pytest.raises(InvalidRequestError) as e:

@@ -1,4 +1,5 @@
-"""The rules of the spec over documents: manifests, configs, indexes, signature payloads, references.
+"""The rules of the spec over documents: manifests, configs, indexes, signatures (payloads, bundles,
+statements), references.
 
 Every rule returns `Finding`s, each with a stable `kind` and the JSON path (in the document it
 concerns) where the document breaks the rule, so `mdl verify`, `mdl conformance` and the admission
@@ -27,6 +28,13 @@ from .spec import schemas
 COSIGN_SIGNATURE_MANIFEST = "cosign-signature-manifest"  # schemas/cosign-signature-manifest.schema.json
 COSIGN_SIGNATURE_MANIFEST_WRITTEN = "cosign-signature-manifest-written"
 COSIGN_PAYLOAD = "cosign-payload"
+SIGSTORE_BUNDLE = "sigstore-bundle"  # schemas/sigstore-bundle.schema.json (+ -written)
+BUNDLE_MANIFEST = "sigstore-bundle-manifest"  # schemas/sigstore-bundle-manifest.schema.json (+ -written)
+# in-toto statements by predicateType (spec/signing.md §9, §11); any other predicate is checked against
+# cosign's, which then names the predicateType it refuses
+COSIGN_SIGN_PREDICATE = "https://sigstore.dev/cosign/sign/v1"
+MODEL_SIGNING_PREDICATE = "https://model_signing/signature/v1.0"
+STATEMENT_SCHEMAS = {COSIGN_SIGN_PREDICATE: "cosign-sign-statement", MODEL_SIGNING_PREDICATE: "model-signing-statement"}
 REFERRERS_INDEX = "referrers-index"
 
 
@@ -50,6 +58,8 @@ def manifest_findings(doc, config: dict | None = None, *, written: bool = False)
         return [Finding("schema", "$", "a manifest is a JSON object")]
     if is_signature_manifest(doc):
         return _schema("manifest", doc, COSIGN_SIGNATURE_MANIFEST_WRITTEN if written else COSIGN_SIGNATURE_MANIFEST)
+    if is_bundle_manifest(doc):
+        return _schema("manifest", doc, BUNDLE_MANIFEST + "-written" if written else BUNDLE_MANIFEST)
     config_type = (doc.get("config") or {}).get("mediaType") if isinstance(doc.get("config"), dict) else None
     out = []
     profile = schemas.manifest_schema_for(config_type) if isinstance(config_type, str) else None
@@ -74,6 +84,22 @@ def is_signature_manifest(doc: dict) -> bool:
     layers = doc.get("layers")
     return "artifactType" not in doc and isinstance(layers, list) and bool(layers) and all(
         isinstance(d, dict) and d.get("mediaType") == mt.COSIGN_SIMPLESIGNING for d in layers)
+
+
+def is_bundle_manifest(doc: dict) -> bool:
+    """A Sigstore bundle referrer manifest (cosign v3, OpenSSF model signing): its artifactType says so,
+    or, without one, its one layer is a bundle (spec/signing.md §10)."""
+    if doc.get("artifactType") == mt.SIGSTORE_BUNDLE:
+        return True
+    layers = doc.get("layers")
+    return "artifactType" not in doc and isinstance(layers, list) and len(layers) == 1 and \
+        isinstance(layers[0], dict) and layers[0].get("mediaType") == mt.SIGSTORE_BUNDLE
+
+
+def statement_findings(doc) -> list[Finding]:
+    """An in-toto statement a bundle signs, against the schema of its predicate type."""
+    predicate = doc.get("predicateType") if isinstance(doc, dict) else None
+    return _schema("statement", doc, STATEMENT_SCHEMAS.get(predicate, STATEMENT_SCHEMAS[COSIGN_SIGN_PREDICATE]))
 
 
 def _schema(what: str, doc, name: str) -> list[Finding]:
@@ -386,6 +412,10 @@ def document_findings(media_type: str, doc, *, written: bool = False, companion:
         return referrers_findings(doc) if format == "cosign" else _schema("index", doc, schemas.OCI_INDEX)
     if media_type == mt.COSIGN_SIMPLESIGNING:
         return _schema("signature payload", doc, COSIGN_PAYLOAD)
+    if media_type == mt.SIGSTORE_BUNDLE:
+        return _schema("bundle", doc, SIGSTORE_BUNDLE + "-written" if written else SIGSTORE_BUNDLE)
+    if media_type == mt.IN_TOTO_PAYLOAD:
+        return statement_findings(doc)
     return [Finding("unsupported-media-type", "$", f"no rules for documents of type {media_type!r}")]
 
 

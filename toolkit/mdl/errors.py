@@ -69,7 +69,7 @@ OUTCOMES: dict[str, Outcome] = {
     "tls":                     Outcome(1, 502, _SERVER, "registry_tls"),
     "manifest-too-large":      Outcome(1, 500, _SERVER, "manifest_too_large"),
     "registry-nonconformant":  Outcome(1, 500, _SERVER, "registry_nonconformant"),
-    # signatures: `mdl verify --key` exits 10-16, one code per way the check fails
+    # signatures: `mdl verify --key` exits 10-17, one code per way the check fails
     "signature":               Outcome(10, 500, _SERVER, "signature"),
     "unsigned":                Outcome(10, 500, _SERVER, "unsigned"),
     "bad-signature":           Outcome(11, 500, _SERVER, "bad_signature"),
@@ -78,6 +78,7 @@ OUTCOMES: dict[str, Outcome] = {
     "key-format":              Outcome(14, 500, _SERVER, "key_format"),
     "bad-passphrase":          Outcome(15, 500, _SERVER, "bad_passphrase"),
     "key-permissions":         Outcome(16, 500, _SERVER, "key_permissions"),
+    "keyless-unsupported":     Outcome(17, 500, _SERVER, "keyless_unsupported"),
     # the runner
     "invalid-request":         Outcome(1, 400, _CLIENT, "invalid_value"),
     "unsupported-format":      Outcome(1, 400, _CLIENT, "unsupported_model_format"),

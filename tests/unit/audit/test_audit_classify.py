@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mdl.audit.classify import DOCKER_IMAGE_CONFIG, classify, subject_of
+from mdl.audit.classify import classify, subject_of
 from mdl.content.descriptor import Descriptor, Index, Manifest
 from mdl.content.digest import sha256_bytes
 from mdl.signing.cosign import build_signature_manifest
@@ -27,7 +27,7 @@ def manifest(config_type: str, layer_type: str = mt.GGUF, artifact_type: str | N
     # claims to be a ModelPack model by its artifactType alone: a model, whose check says what is wrong
     (manifest(mt.OCI_EMPTY, mt.CNCF_WEIGHT_RAW, mt.CNCF_ARTIFACT_TYPE), ("modelpack-model", "modelpack")),
     (manifest(mt.OCI_IMAGE_CONFIG, "application/vnd.oci.image.layer.v1.tar"), ("image", None)),
-    (manifest(DOCKER_IMAGE_CONFIG, "application/vnd.docker.image.rootfs.diff.tar.gzip"), ("image", None)),
+    (manifest(mt.DOCKER_IMAGE_CONFIG, "application/vnd.docker.image.rootfs.diff.tar.gzip"), ("image", None)),
     (manifest(mt.OCI_IMAGE_CONFIG, "application/x-thing", "application/vnd.example.thing"), ("artifact", None)),
     (manifest(mt.OCI_EMPTY, "application/spdx+json", "application/spdx+json"), ("artifact", None)),
     (build_signature_manifest(SUBJECT, [Descriptor(mt.COSIGN_SIMPLESIGNING, D, 1)])[0], ("signature", None)),

@@ -30,9 +30,7 @@ UNKNOWN = "unknown"
 KINDS = (DOCKER_MODEL, MODELPACK_MODEL, SIGNATURE, ARTIFACT, IMAGE, INDEX, UNKNOWN)
 MODEL_KINDS = frozenset({DOCKER_MODEL, MODELPACK_MODEL})
 
-# Docker's image config: foreign to models, so not in schemas/media-types.json; named here to tell images.
-DOCKER_IMAGE_CONFIG = "application/vnd.docker.container.image.v1+json"
-IMAGE_CONFIGS = frozenset({mt.OCI_IMAGE_CONFIG, DOCKER_IMAGE_CONFIG})
+IMAGE_CONFIGS = frozenset({mt.OCI_IMAGE_CONFIG, mt.DOCKER_IMAGE_CONFIG})  # container images, not models
 
 _SUBJECT_TAG = re.compile(r"sha256-([0-9a-f]{64})(?:\.sig)?")
 

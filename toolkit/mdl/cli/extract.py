@@ -30,6 +30,9 @@ def command(
     max_unpacked: str = typer.Option(None, "--max-unpacked", help="The most one archive layer may unpack to "
                                                                   f"({SIZE_RULE}); default 32x a compressed layer, "
                                                                   "at least 256 MiB."),
+    model_signature: bool = typer.Option(False, "--model-signature",
+                                         help="Also write the model's OpenSSF model signature (`mdl sign "
+                                              "--model-signing`) as DIR/model.sig, for `model_signing verify`."),
     plain_http: bool = PLAIN_HTTP,
     ca_file: str = CA_FILE,
     concurrency: int = CONCURRENCY,
@@ -49,13 +52,15 @@ def command(
     try:
         result = extract(open_store(), reference, directory, open_repository=remote.open, include=include or (),
                          exclude=exclude or (), force=force, copy=copy, verify=verify, keep=store_it,
-                         max_unpacked=limit, concurrency=concurrency, progress=progress)
+                         max_unpacked=limit, concurrency=concurrency, progress=progress,
+                         model_signature=model_signature)
     finally:
         progress.close()
     if json_output:
         print_json({"reference": result.reference, "digest": result.digest, "directory": result.directory,
                     "source": result.source, "size": result.size, "fetched": result.fetched,
-                    "hashed": result.hashed, "files": [vars(f) for f in result.files]})
+                    "hashed": result.hashed, "files": [vars(f) for f in result.files],
+                    "signature": result.signature})
         return
     if quiet:
         print(result.directory)
@@ -71,3 +76,6 @@ def command(
         print("  (hard links to blobs verified when they were stored; --verify hashes them again)")
     for f in result.files:
         print(f"  {f.path}")
+    if result.signature:
+        print(f"  {result.signature} (OpenSSF model signature: `model_signing verify key {result.directory} "
+              f"--signature {result.directory}/{result.signature} --public_key KEY.pub`)")

@@ -45,6 +45,8 @@ def command(
     summary = {"event": "summary", "reference": result.reference, "digest": result.digest, "size": result.size,
                "fetched": result.fetched, "layers": len(result.outcomes) - 1, "blobs": result.outcomes,
                "partial": result.partial, "absent": result.absent}
+    if result.signature is not None:
+        summary["signature"] = result.signature.as_dict()
     if json_output:
         print(json.dumps(summary), flush=True)
     elif quiet:
@@ -52,6 +54,8 @@ def command(
     else:
         print(f"Pulled {result.reference} ({result.digest}): {format_binary_size(result.size)}, "
               f"{format_binary_size(result.fetched)} fetched")
+        if result.signature is not None:
+            print(f"  signature verified with {result.signature.key} ({result.signature.form} form)")
         if result.partial:
             print(f"  partial: {len(result.absent)} file(s) left out ({', '.join(result.absent[:5])}"
                   f"{', ...' if len(result.absent) > 5 else ''}); pull without --include to complete it")

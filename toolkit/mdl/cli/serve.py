@@ -23,6 +23,7 @@ from ..runner.security import Policy, is_loopback
 from ..runner.settings import NEVER, parse_duration
 from ..runner.validation import InvalidRequestError
 from ..runner.worker import load_worker, stop_all
+from ..signing.keys import load_public_key
 from ..sizes import SIZE_RULE, parse_size
 from .boundary import Settings, report_error
 from .common import open_store
@@ -69,6 +70,9 @@ def command(
     pull_from: list[str] = typer.Option([], "--pull-from", metavar="REGISTRY",
                                         help="Let POST /models/create pull only from this registry "
                                              "(repeatable; default: any)."),
+    pull_verify_key: str = typer.Option(None, "--pull-verify-key", metavar="KEY.pub",
+                                        help="POST /models/create pulls only models this public key signed "
+                                             "(either cosign form), and keeps the signature with them."),
 ) -> None:
     """Serve local models over an OpenAI-compatible HTTP API (Docker Model Runner's paths)."""
     check_serve_extra()
@@ -80,10 +84,12 @@ def command(
     if api_key is not None and not api_key.strip():
         raise UsageError("--api-key (or MDL_API_KEY) is empty")
     policy = Policy.for_server(host, api_key=api_key, cors_origins=cors_origins, allowed_hosts=allowed_hosts,
-                               pull_from=pull_from or None)
+                               pull_from=pull_from or None, pull_verify_key=pull_verify_key)
     if not is_loopback(host.strip("[]")) and not api_key:
         print(f"warning: listening on {host} without an API key: anyone who can reach this address can run, "
               "pull and delete your models; set MDL_API_KEY (or --api-key)", file=sys.stderr, flush=True)
+    if pull_verify_key is not None:
+        load_public_key(pull_verify_key)  # a bad key fails now, not at the first pull
     store = open_store()
 
     import uvicorn

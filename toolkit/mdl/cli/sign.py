@@ -1,4 +1,5 @@
-"""`mdl sign REF --key KEY`: sign a model in a registry (cosign simple signing, spec/signing.md)."""
+"""`mdl sign REF --key KEY`: sign a model in a registry: cosign's bundle and legacy forms, and with
+--model-signing an OpenSSF model signature over its files (spec/signing.md)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import sys
 import typer
 
 from ..errors import UsageError
-from ..ops.sign import sign
+from ..ops.sign import check_format, sign
 from ..reference import parse_reference
 from .common import JSON_OPTION, print_json
 from .remote import CA_FILE, PLAIN_HTTP, RemoteOptions
@@ -37,21 +38,32 @@ def parse_annotations(items: list[str] | None) -> dict[str, str]:
 
 def command(
     reference: str = typer.Argument(..., help="Model in a registry: registry/repo:tag or registry/repo@sha256:..."),
-    key: str = typer.Option(..., "--key", help="Private key (PEM) from `mdl keygen`."),
-    annotation: list[str] = typer.Option(None, "--annotation", "-a", help="KEY=VALUE for the payload's optional."),
+    key: str = typer.Option(..., "--key", help="Private key (PEM) from `mdl keygen`, or cosign's from "
+                                               "`cosign generate-key-pair`."),
+    annotation: list[str] = typer.Option(None, "--annotation", "-a",
+                                         help="KEY=VALUE signed with the digest (legacy payload's optional, "
+                                              "bundle subject's annotations)."),
+    format: str = typer.Option("both", "--format", help="bundle (cosign v3), legacy (.sig, cosign v2), or both: "
+                                                        "every verifier finds the form it reads."),
+    model_signing: bool = typer.Option(False, "--model-signing",
+                                       help="Also attach an OpenSSF model signature over the model's files "
+                                            "(`mdl extract --model-signature` writes it as model.sig)."),
     plain_http: bool = PLAIN_HTTP,
     ca_file: str = CA_FILE,
     json_output: bool = JSON_OPTION,
 ) -> None:
-    """Sign a model in a registry; prints the signature manifest's digest."""
+    """Sign a model in a registry; prints the signature manifest's digest (the legacy one when written,
+    else the bundle's), and on stderr each form written."""
     annotations = parse_annotations(annotation)
+    check_format(format, model_signing)
     ref = parse_reference(reference)
     repo = RemoteOptions(plain_http, ca_file).open(ref)
-    result = sign(repo, ref.digest or ref.tag, key, password=key_password, annotations=annotations)
+    result = sign(repo, ref.digest or ref.tag, key, password=key_password, annotations=annotations,
+                  format=format, model_signing=model_signing)
     if json_output:
-        print_json({"reference": result.reference, "digest": result.digest,
-                    "signature": result.signature_manifest, "added": result.added, "pruned": result.pruned})
-    else:
-        if not result.added:
-            print(f"{result.reference} is already signed with this key", file=sys.stderr)
-        print(result.signature_manifest)
+        print_json(result.as_dict())
+        return
+    for form, digest in result.signatures.items():
+        how = "signed" if form in result.added else "already signed with this key"
+        print(f"{result.reference}: {form} {how}: {digest}", file=sys.stderr)
+    print(result.signature_manifest)

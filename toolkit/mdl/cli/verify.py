@@ -56,8 +56,9 @@ def _show(result: Verification, key: str | None, json_output: bool) -> None:
         print_json(doc | {"models": [r.as_dict() for r in result.reports]})
     else:
         if result.signature is not None:
-            print(f"OK     signature of {result.signature.subject} ({short_id(result.signature.digest)}) "
-                  f"verifies with {key}")
+            sig = result.signature
+            print(f"OK     signature of {sig.subject} ({short_id(sig.digest)}) verifies with {sig.key or key} "
+                  f"({sig.form} form, {short_id(sig.signature_manifest)})")
         for r in result.reports:
             _render(r)
     if not result.ok:

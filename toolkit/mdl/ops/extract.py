@@ -13,6 +13,10 @@ Where the bytes come from:
 
 Every file is written under a temp name beside its final one and renamed when verified (`ModelDir`),
 archive layers are unpacked safely (`layout.unpack`), and nothing is written outside the directory.
+
+With `model_signature`, the model's OpenSSF model signature (a referrer `mdl sign --model-signing`
+wrote) is fetched from its registry first and written as `model.sig` beside the files, so
+`model_signing verify key DIR --signature DIR/model.sig` checks them (spec/signing.md §11).
 """
 
 from __future__ import annotations
@@ -34,9 +38,11 @@ from ..model_check import PartialModelError
 from ..placement import Placement, UnsafePathError, check_patterns, no_match_error, place, select
 from ..reference import Reference, model_id_query, parse_reference
 from ..retry import is_transient
+from ..signing.modelsig import SIGNATURE_FILE, resources
 from ..store import LayoutStore
 from ..store.sides import StoreTarget
 from .pull import SubsetTarget, pull
+from .signatures import fetch_model_signature
 
 if TYPE_CHECKING:
     from ..registry.repository import RemoteRepository
@@ -64,6 +70,7 @@ class ExtractResult:
     files: list[ExtractedFile] = field(default_factory=list)
     fetched: int = 0  # bytes downloaded
     hashed: bool = True  # every byte placed was hashed in this run (False: links to the store, unverified)
+    signature: str | None = None  # model.sig, when the model signature was written
 
     @property
     def size(self) -> int:
@@ -81,12 +88,17 @@ class _Plan:
 def extract(store: LayoutStore, reference: str, directory: str | os.PathLike, *, open_repository: OpenRepository,
             include: list[str] | tuple[str, ...] = (), exclude: list[str] | tuple[str, ...] = (),
             force: bool = False, copy: bool = False, verify: bool = False, keep: bool = False,
-            max_unpacked: int | None = None, concurrency: int = 4, progress: Progress | None = None) -> ExtractResult:
+            max_unpacked: int | None = None, concurrency: int = 4, progress: Progress | None = None,
+            model_signature: bool = False) -> ExtractResult:
     """Place the files of the model `reference` names under `directory` (see the module docstring).
     `include`/`exclude` select layers by path; `force` replaces existing files; `copy` never links;
     `verify` hashes linked files too; `keep` stores what is downloaded; `max_unpacked` bounds what one
-    archive layer may unpack to (default: `layout.unpack.default_limit`)."""
+    archive layer may unpack to (default: `layout.unpack.default_limit`); `model_signature` also writes
+    the model's model-signing signature as model.sig."""
     include, exclude = check_patterns(include, "--include"), check_patterns(exclude, "--exclude")
+    if model_signature and (include or exclude):
+        raise UsageError("--model-signature covers every file of the model; --include/--exclude leave some out",
+                         "extract the whole model to write its model.sig")
     _check_outside_store(store, directory)
     progress = progress if progress is not None else NoProgress()
     fetched = 0
@@ -95,6 +107,7 @@ def extract(store: LayoutStore, reference: str, directory: str | os.PathLike, *,
         fetched = pull(store, open_repository(ref), ref, concurrency=concurrency, progress=progress,
                        include=include, exclude=exclude).fetched
     plan, repo = _plan(store, reference, include, exclude, open_repository)
+    signature = _model_signature(store, reference, plan, repo, open_repository) if model_signature else None
     missing = [p for p in plan.chosen if not store.has_blob(p.desc.digest)]
     source = "store" if not missing else "registry" if not plan.local else "store+registry"
     with ModelDir(directory, force=force, reserved=SCRATCH) as target:
@@ -102,6 +115,9 @@ def extract(store: LayoutStore, reference: str, directory: str | os.PathLike, *,
             if not p.archive:
                 target.claim(p.path, p.describe())
                 target.check_free(p.path)
+        if signature is not None:
+            target.claim(SIGNATURE_FILE, "the model signature")
+            target.check_free(SIGNATURE_FILE)
         scratch = _Scratch(target) if missing else None
         try:
             if scratch is not None:
@@ -113,6 +129,9 @@ def extract(store: LayoutStore, reference: str, directory: str | os.PathLike, *,
                 owner = store if local else scratch.store  # type: ignore[union-attr]
                 _place(owner, p, target, result, plan.reference, progress, copy=copy and local,
                        verify=verify and local, fresh=not local, limit=max_unpacked)
+            if signature is not None:
+                _write_signature(target, signature)
+                result.signature = SIGNATURE_FILE
             target.sync()
         except BaseException as e:
             if scratch is not None and not (isinstance(e, KeyboardInterrupt) or is_transient(e)):
@@ -121,6 +140,28 @@ def extract(store: LayoutStore, reference: str, directory: str | os.PathLike, *,
         if scratch is not None:
             scratch.remove()
     return result
+
+
+def _model_signature(store: LayoutStore, reference: str, plan: _Plan, repo: "RemoteRepository | None",
+                     open_repository: OpenRepository) -> bytes:
+    """The model-signing bundle over the model's files, from its registry (before any file moves)."""
+    files = resources(plan.manifest, plan.reference)
+    if repo is None:
+        if plan.local and store.match_id(reference, [plan.manifest.digest]) == plan.manifest.digest:
+            raise UsageError(f"{reference} names a stored model by ID: its model signature is in its registry",
+                             "name it by its reference (registry/org/model:tag) with --model-signature")
+        repo = open_repository(parse_reference(reference))
+    return fetch_model_signature(repo, plan.manifest.digest, files, plan.reference)
+
+
+def _write_signature(target: ModelDir, data: bytes) -> None:
+    pending = target.new_file(SIGNATURE_FILE)
+    try:
+        pending.write(memoryview(data))
+        pending.commit()
+    except BaseException:
+        pending.abort()
+        raise
 
 
 def _needs_download(store: LayoutStore, reference: str, include: list[str], exclude: list[str]) -> bool:

@@ -1,6 +1,7 @@
 """Signatures checked where they are, with the policy of `mdl.signing.policy`: in a registry (nothing
 pulled) or in the local store (offline); and a verified signature copied into the store beside its model,
-as `<repo>:sha256-<hex>.sig`, so the model can be verified again offline (spec/signing.md)."""
+as `<repo>:sha256-<hex>.sig` (a legacy signature manifest or a bundle referrer, whichever verified), so
+the model can be verified again offline (spec/signing.md)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,9 @@ from ..content.descriptor import Descriptor, Manifest
 from ..errors import DigestMismatchError, MdlError, SchemaViolationError
 from ..reference import Reference
 from ..registry.referrers import fetch_manifest_if_present, list_referrers
+from ..content.digest import sha256_bytes
+from ..signing.bundle import (MAX_BUNDLE, MODEL_SIGNING_PREDICATE, BundleFormatError, bundle_predicate_type,
+                              is_bundle_manifest, parse_bundle)
 from ..signing.cosign import MAX_PAYLOAD, is_signature_manifest, local_signature_names, signature_tag
 from ..signing.errors import PayloadDigestMismatchError, SignatureError, UnsignedError
 from ..signing.policy import Verified, check_signatures
@@ -16,24 +20,34 @@ from ..spec import mediatypes as mt
 from ..store.sides import StoreTarget
 
 
-def read_signature_blob(repo, desc: Descriptor) -> bytes:
-    """A blob of a signature manifest (payload or config) from `repo`, refused over MAX_PAYLOAD bytes."""
-    if desc.size > MAX_PAYLOAD:
-        raise PayloadDigestMismatchError(desc.digest, f"(a {desc.size}-byte payload, over the limit)")
+def _read_bounded(repo, desc: Descriptor, limit: int, what: str) -> bytes:
+    """A small signature blob from `repo`, refused when its descriptor says it is over `limit` bytes,
+    and never read past `limit` + 1 bytes whatever the registry sends."""
+    if desc.size > limit:
+        raise PayloadDigestMismatchError(desc.digest, f"(a {desc.size}-byte {what}, over the limit)")
     stream, _ = repo.open_blob(desc)
     try:
-        data = stream.read(MAX_PAYLOAD + 1)
+        return stream.read(limit + 1)
     finally:
         stream.close()
-    return data
+
+
+def read_signature_blob(repo, desc: Descriptor) -> bytes:
+    """A blob of a signature manifest (payload or config) from `repo`, refused over MAX_PAYLOAD bytes."""
+    return _read_bounded(repo, desc, MAX_PAYLOAD, "payload")
+
+
+# Referrer types that may be a signature manifest: cosign's legacy and bundle forms, none (an entry
+# without a type), and the empty config's type cosign 3's fallback entries carry.
+_SIGNATURE_TYPES = frozenset({None, mt.COSIGN_SIGNATURE_ARTIFACT_TYPE, mt.SIGSTORE_BUNDLE, mt.OCI_EMPTY})
 
 
 def find_registry_signatures(repo, digest: str) -> list[Manifest]:
-    """Signature manifests of `digest`: its referrers, then the `.sig` tag; each fetched by digest (so
-    verified), duplicates dropped."""
+    """Signature manifests of `digest`, both forms: its referrers (the referrers API, else the fallback
+    index), then the `.sig` tag; each fetched by digest (so verified), duplicates dropped."""
     found: dict[str, Manifest] = {}
     for d in list_referrers(repo, digest):
-        if d.artifact_type not in (None, mt.COSIGN_SIGNATURE_ARTIFACT_TYPE) or d.digest in found:
+        if d.artifact_type not in _SIGNATURE_TYPES or d.digest in found:
             continue
         got = fetch_manifest_if_present(repo, d.digest)
         if got is None:
@@ -53,6 +67,42 @@ def find_registry_signatures(repo, digest: str) -> list[Manifest]:
         except SchemaViolationError:
             pass
     return list(found.values())
+
+
+def model_signing_referrers(manifests: list[Manifest]) -> list[Manifest]:
+    """The OpenSSF model-signing bundle referrers among `manifests`, newest first (by their created
+    annotation; where to look only: the bundle's signature is what is trusted)."""
+    found = [m for m in manifests if is_bundle_manifest(m) and len(m.layers) == 1
+             and bundle_predicate_type(m) == MODEL_SIGNING_PREDICATE]
+    return sorted(found, key=lambda m: (m.annotations or {}).get(mt.ANNOTATION_CREATED, ""), reverse=True)
+
+
+def read_bundle_blob(repo, manifest: Manifest) -> bytes:
+    """The one layer of a bundle referrer (a model-signing bundle lists every file: up to MAX_BUNDLE
+    bytes), its digest checked."""
+    layer = manifest.layers[0]
+    data = _read_bounded(repo, layer, MAX_BUNDLE, "bundle")
+    actual = sha256_bytes(data)
+    if actual != layer.digest:
+        raise PayloadDigestMismatchError(layer.digest, actual)
+    return data
+
+
+def fetch_model_signature(repo, digest: str, files: list[tuple[str, str]], where: str) -> bytes:
+    """The bytes of a model-signing bundle (`model.sig`) of the manifest `digest` whose statement lists
+    exactly `files` ((path, sha256 hex), `signing.modelsig.resources`), the newest first; UnsignedError
+    when there is none. Which key signed it is for the verifier (`model_signing verify key`) to check."""
+    want = sorted(files)
+    for m in model_signing_referrers(find_registry_signatures(repo, digest)):
+        try:
+            data = read_bundle_blob(repo, m)
+            listed = parse_bundle(data).statement()["predicate"]["resources"]
+            if sorted((r["name"], r["digest"]) for r in listed) == want:
+                return data
+        except (MdlError, BundleFormatError, KeyError, TypeError):
+            continue
+    raise UnsignedError(where, digest, "model signature (OpenSSF model signing) of its files",
+                        "sign it with `mdl sign REF --key KEY --model-signing`")
 
 
 def verify_signature_in_registry(repo, ref: Reference, public_key, key_name: str) -> Verified:

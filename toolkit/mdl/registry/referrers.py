@@ -1,6 +1,11 @@
 """The referrers of a manifest (distribution-spec v1.1 "Listing Referrers"): through the registry's
 referrers API where it has one, otherwise in the fallback tag `sha256-<hex>` (an OCI index kept by
-read-modify-write, dead entries dropped), which registries without the API (distribution 2.8.2) need."""
+read-modify-write, dead entries dropped), which registries without the API (distribution 2.8.2) need.
+
+Every entry of the fallback index carries the referrer's real `artifactType` (its manifest's
+`artifactType`, else its config's media type). cosign 3 lists its bundles as
+the empty config's type `oci-empty` (go-containerregistry takes the config's type), which policy
+engines filtering by type (Kyverno) then skip: an update corrects such entries it finds."""
 
 from __future__ import annotations
 
@@ -78,9 +83,36 @@ def list_referrers(repo, digest: str) -> list[Descriptor]:
     return descs
 
 
+def _real_artifact_type(repo, digest: str) -> str | None:
+    """The type a referrers list gives the manifest `digest`: its `artifactType`, else its config's
+    media type (distribution-spec v1.1); None when it cannot be read as an image manifest."""
+    got = fetch_manifest_if_present(repo, digest)
+    if got is None:
+        return None
+    try:
+        doc = load_json_document(got[0], f"manifest {digest}")
+        config = doc.get("config") if isinstance(doc, dict) else None
+        found = doc.get("artifactType") or (config.get("mediaType") if isinstance(config, dict) else None)
+    except SchemaViolationError:
+        return None
+    return found if isinstance(found, str) and found != mt.OCI_EMPTY else None
+
+
+def _entry(repo, d: dict, referrer: Descriptor) -> dict:
+    """Entry `d` of the fallback index with its real artifactType (the new referrer's is known)."""
+    if d.get("digest") == referrer.digest and referrer.artifact_type:
+        return d | {"artifactType": referrer.artifact_type} if d.get("artifactType") != referrer.artifact_type \
+            else d
+    if d.get("artifactType") not in (None, "", mt.OCI_EMPTY):
+        return d
+    real = _real_artifact_type(repo, d["digest"])
+    return d | {"artifactType": real} if real else d
+
+
 def register_referrer(repo, subject_digest: str, referrer: Descriptor) -> list[str]:
     """Add `referrer` to the fallback index of `subject_digest` when the registry has no referrers API;
-    drops entries whose manifests are gone (2.8.2 refuses an index listing one). Returns the pruned digests."""
+    drops entries whose manifests are gone (2.8.2 refuses an index listing one) and gives every entry
+    its real artifactType. Returns the pruned digests."""
     if referrers_api(repo, subject_digest) is not None:
         return []  # the registry indexes `subject` itself
     entries = _fallback_entries(repo, subject_digest)
@@ -92,7 +124,7 @@ def register_referrer(repo, subject_digest: str, referrer: Descriptor) -> list[s
         if not isinstance(dg, str) or dg in seen:
             continue
         if dg == referrer.digest or _manifest_exists(repo, dg):
-            kept.append(d)
+            kept.append(_entry(repo, d, referrer))
             seen.add(dg)
         else:
             pruned.append(dg)

@@ -1,4 +1,5 @@
-"""Errors in OpenAI's shape, `{"error": {"message", "type", "param", "code"}}`, on every route.
+"""Errors in OpenAI's shape, `{"error": {"message", "type", "param", "code"}}`, or in the shape of the
+API an endpoint speaks (`error_shape`: Anthropic's, Ollama's).
 
 Endpoints raise; the handlers here, registered once by the app, answer: an `ApiError` as it is, an
 `MdlError` by its kind's row of `mdl.errors.OUTCOMES`, a path or method no route takes as 404/405,
@@ -42,6 +43,17 @@ def error_param(name: str) -> Callable:
     return mark
 
 
+def error_shape(render: Callable[[ApiError], dict]) -> Callable:
+    """Mark an endpoint whose errors are answered in another API's shape: `render(err)` is the body
+    (Anthropic's, Ollama's); the status is the same."""
+
+    def mark(endpoint: Callable) -> Callable:
+        endpoint.error_shape = render
+        return endpoint
+
+    return mark
+
+
 def to_api_error(exc: BaseException, *, param: str | None = None) -> ApiError:
     """The OpenAI error for `exc`; a bug's traceback goes to stderr, the server's log."""
     if isinstance(exc, ApiError):
@@ -68,18 +80,19 @@ def status_of(exc: BaseException) -> int:
     return 500
 
 
-def _response(err: ApiError) -> JSONResponse:
-    return JSONResponse(err.body(), status_code=err.status)
+def _response(err: ApiError, request: Request | None = None) -> JSONResponse:
+    # Starlette's router puts the endpoint it matched in the scope: its `error_shape` mark, if any.
+    shape = getattr(request.scope.get("endpoint"), "error_shape", None) if request is not None else None
+    return JSONResponse(shape(err) if shape is not None else err.body(), status_code=err.status)
 
 
 async def _answer_api_error(request: Request, exc: ApiError) -> JSONResponse:
-    return _response(exc)
+    return _response(exc, request)
 
 
 async def _answer_mdl_error(request: Request, exc: MdlError) -> JSONResponse:
-    # Starlette's router puts the endpoint it matched in the scope: its `error_param` mark, if any.
     param = getattr(request.scope.get("endpoint"), "error_param", None)
-    return _response(to_api_error(exc, param=param))
+    return _response(to_api_error(exc, param=param), request)
 
 
 async def _answer_no_route(request: Request, exc: HTTPException) -> JSONResponse:

@@ -3,6 +3,11 @@
 Routes (the same paths Docker Model Runner answers on, port 12434):
 
 - the OpenAI API under `/engines/v1`, `/engines/llama.cpp/v1` and `/v1` (openai_api.py);
+- Anthropic's Messages API at `/v1/messages`, `/anthropic/v1/messages`, `/engines[/llama.cpp]/v1/messages`
+  (api/anthropic.py);
+- Ollama's API under `/api/` (api/ollama.py);
+- OpenAI's Responses API under `/responses`, `/v1/responses`, `/engines[/llama.cpp]/v1/responses`
+  (api/responses.py; responses kept in memory for an hour);
 - Docker's model API under `/models` (models_api.py);
 - the operations API: `/engines/status`, `ps`, `df`, `unload`, `_configure`, `requests`, `/version`,
   `/logs` (ops_api.py);
@@ -11,7 +16,9 @@ Routes (the same paths Docker Model Runner answers on, port 12434):
 
 Every request passes security.py's `Guard` first (Host, Origin, API key, JSON bodies).
 
-Errors have OpenAI's shape on every route: endpoints raise, the handlers of api_errors.py answer.
+Errors have the shape of the API a route speaks (OpenAI's unless marked otherwise): endpoints raise,
+the handlers of api_errors.py answer. Every API's generation goes through one internal request
+(api/internal.py, api/gateway.py, generation.py).
 Endpoints are module-level functions; what they share (store, scheduler, metrics, limits) is on
 `request.app.state`, set once by `create_app`.
 
@@ -37,6 +44,8 @@ from starlette.routing import Route
 
 from .. import __version__
 from . import dashboard, models_api, openai_api, ops_api
+from .api import anthropic, ollama, responses
+from .api.response_store import ResponseStore
 from .api_errors import EXCEPTION_HANDLERS, AnswerUnhandled
 from .feeds import LogBook
 from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
@@ -71,6 +80,7 @@ def create_app(store, scheduler, *, env: Mapping[str, str], max_body: int = MAX_
     app.state.stopping = threading.Event()  # set when asked to stop: streams end instead of holding it up
     app.state.policy = policy or Policy()
     app.state.requests = RequestLog(request_history)
+    app.state.responses = ResponseStore()
     app.state.logbook = LogBook(echo=log_to)
     app.state.started = time.monotonic()
     app.state.backend_version = ops_api.backend_version()
@@ -91,6 +101,29 @@ def _routes() -> list[Route]:
             Route(f"{prefix}/completions", openai_api.completions, methods=["POST"]),
             Route(f"{prefix}/embeddings", openai_api.embeddings, methods=["POST"]),
         ]
+    for prefix in anthropic.PREFIXES:
+        routes += [
+            Route(f"{prefix}/v1/messages", anthropic.messages, methods=["POST"]),
+            Route(f"{prefix}/v1/messages/count_tokens", anthropic.count, methods=["POST"]),
+        ]
+    for prefix in responses.PREFIXES:
+        routes += [
+            Route(f"{prefix}/responses", responses.create, methods=["POST"]),
+            Route(prefix + "/responses/{response_id}", responses.retrieve, methods=["GET"]),
+            Route(prefix + "/responses/{response_id}", responses.delete, methods=["DELETE"]),
+            Route(prefix + "/responses/{response_id}/input_items", responses.input_items, methods=["GET"]),
+        ]
+    routes += [
+        Route("/api/version", ollama.version, methods=["GET"]),
+        Route("/api/tags", ollama.tags, methods=["GET"]),
+        Route("/api/ps", ollama.ps, methods=["GET"]),
+        Route("/api/show", ollama.show, methods=["POST"]),
+        Route("/api/chat", ollama.chat, methods=["POST"]),
+        Route("/api/generate", ollama.generate_, methods=["POST"]),
+        Route("/api/embed", ollama.embed_, methods=["POST"]),
+        Route("/api/pull", ollama.pull, methods=["POST"]),
+        Route("/api/delete", ollama.delete, methods=["DELETE"]),
+    ]
     routes += [
         Route("/models", models_api.list_models, methods=["GET"]),
         Route("/models/create", models_api.create_model, methods=["POST"]),

@@ -1,21 +1,23 @@
-"""One loaded llama.cpp model answering OpenAI-shaped requests.
+"""One loaded llama.cpp model answering internal requests (api/internal.py), and OpenAI-shaped ones
+for callers in this process.
 
-An `Engine` is not thread-safe: the scheduler hands it to one request at a time. Requests are plain
-dicts (the JSON body of `/v1/chat/completions`, `/v1/completions`, `/v1/embeddings`), checked once by
-`validation.py`; what only the loaded model can check (context length, the schema's grammar) is
-checked here. A bad request raises `InvalidRequestError` naming the parameter (HTTP 400).
+An `Engine` is not thread-safe: the scheduler hands it to one request at a time. `generate`,
+`generate_stream` and `count_tokens` take a `GenRequest`, already checked by the API's translator;
+generation.py does the work. What only the loaded model can check (context length, a schema's
+grammar, the chat template) is checked there, and a bad request raises `InvalidRequestError` naming
+the parameter (HTTP 400). `chat`, `chat_stream`, `complete` and `complete_stream` take OpenAI's JSON
+bodies through the same translator as the server's OpenAI routes (api/openai_shapes.py).
 
-Generation goes through llama-cpp-python's own `create_chat_completion` / `create_completion`, with
-every sampling parameter passed explicitly: a parameter the request leaves out takes the library's
-default (`repeat_penalty` 1.0, not `llama_cpp.server`'s 1.1; docs/notes.md §3), so an answer
-equals a direct `Llama(...)` call with the same arguments.
+Every sampling parameter is passed to llama-cpp-python explicitly: a parameter the request leaves out
+takes the library's default (`repeat_penalty` 1.0, not `llama_cpp.server`'s 1.1; docs/notes.md §3),
+so an answer equals a direct `Llama(...)` call with the same arguments.
 
 llama-cpp-python is imported inside `load_engine` only; `mdl` runs without it until a model is served.
 """
 
 from __future__ import annotations
 
-import json
+import dataclasses
 import logging
 import time
 from collections.abc import Iterator
@@ -23,10 +25,10 @@ from typing import Any
 
 from ..errors import MdlError, MissingExtraError
 from .resolve import ResolvedModel
-from .settings import with_defaults
-from .validation import (MAX_SCHEMA_REPETITIONS, InvalidRequestError, chat_messages, completion_args,
-                         embedding_inputs, model_name, prompt_text, sampling_args, schema_repetitions,
-                         wants_usage)
+from .api import openai_shapes
+from .api.internal import GenRequest, GenResult, with_request_defaults
+from .generation import Generator
+from .validation import InvalidRequestError, embedding_inputs, model_name, text_only
 
 log = logging.getLogger("mdl.runner")
 
@@ -54,19 +56,24 @@ def _llama_cpp():
 
 
 class _Counts:
-    """What the last generation consumed: set by the counting wrapper around `Llama.generate`."""
+    """What the last generation consumed: set by the counting wrapper around `Llama.generate`. With
+    `top` set (by the generator, per request), each sampled token's log probability and the `top`
+    likeliest alternatives are kept too, in OpenAI's shape."""
 
     def __init__(self) -> None:
         self.prompt = 0
         self.sampled = 0
         self.last_eog = False
+        self.tokens: list[int] = []
+        self.top: int | None = None
+        self.logprobs: list[dict] | None = None
 
 
 class Engine:
     """One loaded model. Not thread-safe: the scheduler serializes its use."""
 
     def __init__(self, llm, resolved: ResolvedModel, load_seconds: float, embedding: bool,
-                 defaults: dict | None = None):
+                 defaults: dict | None = None, vision: bool = False):
         self._llm = llm
         self.defaults = dict(defaults or {})  # sampling values a request gets when it leaves them out
         self.resolved = resolved
@@ -74,9 +81,11 @@ class Engine:
         self.embedding = embedding
         self._active: Iterator | None = None  # an unfinished stream, closed before the next request
         self._active_token: object | None = None
-        self.vision = False  # a projector is attached: messages may carry image_url parts
+        self.vision = vision  # a projector is attached: messages may carry image_url parts
         self._counts = _Counts()
         self._install_counter()
+        template = resolved.chat_template or (llm.metadata or {}).get("tokenizer.chat_template")
+        self._generator = Generator(llm, self._counts, self._call, template, use_template=not vision)
 
     def _install_counter(self) -> None:
         # Usage for streams: llama-cpp-python reports token counts only for non-streamed answers, so
@@ -86,12 +95,16 @@ class Engine:
         vocab = llm._model.vocab
 
         def counting_generate(tokens, *args, **kwargs):
-            counts.prompt, counts.sampled, counts.last_eog = len(tokens), 0, False
+            counts.prompt, counts.sampled, counts.last_eog, counts.tokens = len(tokens), 0, False, []
+            counts.logprobs = [] if counts.top is not None else None
             inner = original(tokens, *args, **kwargs)
             try:
                 for token in inner:
                     counts.sampled += 1
+                    counts.tokens.append(token)
                     counts.last_eog = bool(llama_cpp.llama_vocab_is_eog(vocab, token))
+                    if counts.logprobs is not None and not counts.last_eog:
+                        counts.logprobs.append(_logprob_entry(llama_cpp, llm, token, counts.top))
                     yield token
             finally:
                 inner.close()
@@ -135,108 +148,54 @@ class Engine:
                 raise err from None
             raise InvalidRequestError(str(e)) from None
 
-    def _check_grammar(self, args: dict) -> None:
-        """Refuse a `response_format` schema whose grammar would exhaust memory or that llama.cpp's
-        grammar parser refuses (see MAX_SCHEMA_REPETITIONS): both would take the process down."""
-        rf = args.get("response_format")
-        schema = rf.get("schema") if isinstance(rf, dict) else None
-        if schema is None:
-            return
-        if schema_repetitions(schema) > MAX_SCHEMA_REPETITIONS:
-            raise InvalidRequestError(
-                f"the 'response_format' schema asks for more than {MAX_SCHEMA_REPETITIONS} repetitions "
-                "(minLength, maxLength, minItems, maxItems, pattern quantifiers together)",
-                param="response_format")
-        llama_cpp = _llama_cpp()
-        from llama_cpp import llama_grammar
+    # -- generation (every API) ---------------------------------------------------------------------
 
-        try:
-            gbnf = llama_grammar.json_schema_to_gbnf(json.dumps(schema))
-        except Exception:  # noqa: BLE001 - llama-cpp-python then constrains to any JSON, as it does
-            return
-        sampler = llama_cpp.llama_sampler_init_grammar(self._llm._model.vocab, gbnf.encode("utf-8"), b"root")
-        if not sampler:
-            raise InvalidRequestError("llama.cpp cannot use the grammar of the 'response_format' schema "
-                                      "(too many repetitions or too complex)", param="response_format")
-        llama_cpp.llama_sampler_free(sampler)
-
-    # -- chat ---------------------------------------------------------------------------------------
-
-    def chat(self, request: dict) -> dict:
+    def _prepared(self, req: GenRequest) -> GenRequest:
         self._for_generation()
-        request = with_defaults(request, self.defaults)
-        messages, args = chat_messages(request, self.vision), sampling_args(request)
-        self._check_grammar(args)
-        out = self._call(self._llm.create_chat_completion, messages=messages, stream=False,
-                         model=model_name(request, self.resolved.reference), **args)
-        out["model"] = model_name(request, self.resolved.reference)
-        return out
+        if not self.vision and req.messages:
+            req = dataclasses.replace(req, messages=text_only(req.messages))
+        return with_request_defaults(req, self.defaults)
 
-    def chat_stream(self, request: dict) -> Iterator[dict]:
-        """The chunks of a streamed chat answer. Request errors (including a prompt over the context)
-        raise here, before the first chunk is returned, so a server can still answer 400."""
-        self._for_generation()
-        request = with_defaults(request, self.defaults)
-        messages, args = chat_messages(request, self.vision), sampling_args(request)
-        self._check_grammar(args)
-        name = model_name(request, self.resolved.reference)
-        include_usage = wants_usage(request)
-        chunks = self._call(self._llm.create_chat_completion, messages=messages, stream=True, model=name, **args)
-        return self._stream(chunks, name, "chat.completion.chunk", include_usage)
+    def generate(self, req: GenRequest) -> GenResult:
+        """The answer to an internal request (api/internal.py), whole."""
+        return self._generator.run(self._prepared(req))
 
-    # -- completions --------------------------------------------------------------------------------
-
-    def complete(self, request: dict) -> dict:
-        self._for_generation()
-        request = with_defaults(request, self.defaults)
-        prompt, args = prompt_text(request), completion_args(request)
-        out = self._call(self._llm.create_completion, prompt, stream=False, _param="prompt",
-                         model=model_name(request, self.resolved.reference), **args)
-        out["model"] = model_name(request, self.resolved.reference)
-        return out
-
-    def complete_stream(self, request: dict) -> Iterator[dict]:
-        self._for_generation()
-        request = with_defaults(request, self.defaults)
-        prompt, args = prompt_text(request), completion_args(request)
-        name = model_name(request, self.resolved.reference)
-        include_usage = wants_usage(request)
-        chunks = self._call(self._llm.create_completion, prompt, stream=True, model=name, _param="prompt",
-                            **args)
-        return self._stream(chunks, name, "text_completion", include_usage)
-
-    def _stream(self, chunks, name: str, obj: str, include_usage: bool) -> Iterator[dict]:
-        # Pull the first chunk now: prompt evaluation (and its errors) happen before anything is sent.
-        try:
-            first = self._call(next, chunks, _param="prompt" if obj == "text_completion" else "messages")
-        except StopIteration:
-            first = None
-        except BaseException:
-            chunks.close()
-            raise
+    def generate_stream(self, req: GenRequest) -> Iterator[dict]:
+        """The events of a streamed answer. Request errors (including a prompt over the context) raise
+        here, before the first event is returned, so a server can still answer 400."""
+        events = self._generator.stream(self._prepared(req))
         token = object()
-        gen = self._relay(chunks, first, name, obj, include_usage, token)
+        gen = self._relay(events, token)
         self._active, self._active_token = gen, token
         return gen
 
-    def _relay(self, chunks, first, name, obj, include_usage, token):
-        last = None
+    def _relay(self, events, token):
         try:
-            if first is not None:
-                first["model"] = name
-                last = first
-                yield first
-            for chunk in chunks:
-                chunk["model"] = name
-                last = chunk
-                yield chunk
-            if include_usage and last is not None:
-                yield {"id": last["id"], "object": obj, "created": last["created"], "model": name,
-                       "choices": [], "usage": self._usage()}
+            yield from events
         finally:
-            chunks.close()
+            events.close()
             if self._active_token is token:  # finished or closed: nothing left to settle
                 self._active, self._active_token = None, None
+
+    def count_tokens(self, req: GenRequest) -> int:
+        """The prompt tokens `req` renders to."""
+        return self._generator.count(self._prepared(req))
+
+    # -- OpenAI's shapes, for callers in this process (`mdl run --local`) -------------------------
+
+    def chat(self, request: dict) -> dict:
+        return openai_shapes.chat_doc(self.generate(openai_shapes.chat_request(request, self.vision, self.resolved.reference)))
+
+    def chat_stream(self, request: dict) -> Iterator[dict]:
+        req = openai_shapes.chat_request(request, self.vision, self.resolved.reference)
+        return openai_shapes.chunks(self.generate_stream(req), req, openai_shapes.wants_usage(request))
+
+    def complete(self, request: dict) -> dict:
+        return openai_shapes.completion_doc(self.generate(openai_shapes.completion_request(request, self.resolved.reference)))
+
+    def complete_stream(self, request: dict) -> Iterator[dict]:
+        req = openai_shapes.completion_request(request, self.resolved.reference)
+        return openai_shapes.chunks(self.generate_stream(req), req, openai_shapes.wants_usage(request))
 
     # -- embeddings ---------------------------------------------------------------------------------
 
@@ -324,14 +283,10 @@ def load_engine(resolved: ResolvedModel, *, n_threads: int | None = None, n_ctx:
         llm = llama_cpp.Llama(**kwargs)
     except (ValueError, RuntimeError, OSError) as e:
         raise EngineLoadError(resolved.reference, str(e)) from None
-    if resolved.chat_template:
-        llm.chat_handler = _template_handler(llama_cpp, llm, resolved.chat_template)
     vision = False
     if resolved.mmproj_path is not None and not embedding:
         vision = _attach_projector(llm, resolved)
-    engine = Engine(llm, resolved, time.monotonic() - start, embedding, defaults)
-    engine.vision = vision
-    return engine
+    return Engine(llm, resolved, time.monotonic() - start, embedding, defaults, vision)
 
 
 def _attach_projector(llm, resolved: ResolvedModel) -> bool:
@@ -353,11 +308,21 @@ def _attach_projector(llm, resolved: ResolvedModel) -> bool:
     return True
 
 
-def _template_handler(llama_cpp, llm, template: str):
-    """A chat handler for the artifact's template layer, built the way Llama builds one for the GGUF's."""
-    eos_id, bos_id = llm.token_eos(), llm.token_bos()
-    eos = llm._model.token_get_text(eos_id) if eos_id != -1 else ""
-    bos = llm._model.token_get_text(bos_id) if bos_id != -1 else ""
-    return llama_cpp.llama_chat_format.Jinja2ChatFormatter(
-        template=template, eos_token=eos, bos_token=bos, stop_token_ids=[eos_id],
-    ).to_chat_handler()
+def _logprob_entry(llama_cpp, llm, token: int, top: int) -> dict:
+    """OpenAI's log-probability entry of `token`, from the logits it was sampled from (the context's
+    last output row, read before the next token is evaluated)."""
+    import numpy as np  # a dependency of llama-cpp-python
+
+    n_vocab = llm.n_vocab()
+    logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(llm._ctx.ctx, -1), shape=(n_vocab,))
+    peak = float(logits.max())
+    logprobs = logits - (peak + float(np.log(np.exp(logits - peak).sum())))
+
+    def item(t: int) -> dict:
+        piece = llm._model.detokenize([t])
+        return {"token": piece.decode("utf-8", errors="ignore"), "logprob": float(logprobs[t]), "bytes": list(piece)}
+
+    entry = item(token)
+    best = np.argpartition(-logprobs, top)[:top] if 0 < top < n_vocab else np.arange(n_vocab if top else 0)
+    entry["top_logprobs"] = [item(int(t)) for t in sorted(best, key=lambda t: -logprobs[t])]
+    return entry

@@ -7,16 +7,26 @@ from .openai_api import PREFIXES
 
 _FIXED_ROUTES = ("/", "/models", "/models/create", "/health", "/health/ready", "/metrics", "/version", "/logs",
                  "/engines/status", "/engines/ps", "/engines/df", "/engines/unload", "/engines/_configure",
-                 "/engines/requests")
+                 "/engines/requests", "/api/version", "/api/tags", "/api/ps", "/api/show", "/api/chat",
+                 "/api/generate", "/api/embed", "/api/pull", "/api/delete")
+_OTHER_PREFIXES = ("/anthropic/v1", "/engines/v1", "/engines/llama.cpp/v1")  # Anthropic's, and bare /responses
 
 
 def route_label(path: str) -> str:
-    """The route a path belongs to, for metrics: the same label for every prefix and model name."""
+    """The route a path belongs to, for metrics: the same label for every prefix, model name and
+    response ID."""
+    if path.startswith("/responses"):
+        path = "/v1" + path
+    for prefix in _OTHER_PREFIXES:
+        if path.startswith(prefix + "/messages"):
+            path = "/v1" + path[len(prefix):]
     for prefix in PREFIXES:
         if path.startswith(prefix + "/"):
             rest = path[len(prefix):]
             if rest.startswith("/models/"):
                 return "/v1/models/{model}"
+            if rest.startswith("/responses/"):
+                return "/v1/responses/{id}/input_items" if rest.endswith("/input_items") else "/v1/responses/{id}"
             return "/v1" + rest
     if path.startswith("/models/") and path != "/models/create":
         return "/models/{name}"

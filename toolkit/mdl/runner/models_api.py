@@ -70,11 +70,14 @@ async def create_model(request: Request) -> Response:
     check_pull_allowed(state.policy, ref.registry)  # mdl serve --pull-from
 
     def produce(emit, cancelled: threading.Event) -> None:
+        verify_key = state.policy.pull_verify_key if state.policy is not None else None
         result = pull_model(state.store, ref, env=state.env, concurrency=state.pull_concurrency,
-                            progress=_PullProgress(emit))
+                            progress=_PullProgress(emit), verify_key=verify_key)
+        signed = {"signature": {"form": result.signature.form, "key": result.signature.key}} \
+            if result.signature is not None else {}
         emit({"type": "success", "message": f"Model pulled successfully: {result.reference}",
               "reference": result.reference, "digest": result.digest, "size": result.size,
-              "fetched": result.fetched})
+              "fetched": result.fetched, **signed})
 
     pump = Pump(produce, "mdl-pull").start()
     first = await pump.get()
@@ -99,10 +102,12 @@ async def create_model(request: Request) -> Response:
     return StreamingResponse(lines(), media_type=NDJSON_TYPE)
 
 
-def pull_model(store, ref: Reference, *, env: dict, concurrency: int, progress) -> PullResult:
-    """Pull `ref` into `store`: the runner's one call into the pull library."""
+def pull_model(store, ref: Reference, *, env: dict, concurrency: int, progress,
+               verify_key: str | None = None) -> PullResult:
+    """Pull `ref` into `store`: the runner's one call into the pull library (`mdl serve --pull-verify-key`:
+    nothing reaches the store unless a signature by that key names the manifest, as `mdl pull --verify-key`)."""
     repo = open_repository(ref, env=env, concurrency=concurrency)
-    return pull(store, repo, ref, concurrency=concurrency, progress=progress)
+    return pull(store, repo, ref, concurrency=concurrency, progress=progress, verify_key=verify_key)
 
 
 class _PullProgress:

@@ -1,4 +1,4 @@
-"""The recent OpenAI requests (`GET /engines/requests`, `mdl requests`, the dashboard's table).
+"""The recent requests of every API (`GET /engines/requests`, `mdl requests`, the dashboard's table).
 
 One record per request, kept in a bounded ring in memory only: when, which API and model, excerpts
 of the prompt and of the answer, token counts, latency (and time to the first token of a stream), the
@@ -86,9 +86,11 @@ class Record:
         self._size = 0
         self._done = False
 
-    def request(self, model: str, body: dict) -> None:
+    def request(self, model: str, body: dict, prompt: Any = None) -> None:
+        """The model asked for, and the prompt excerpt: `prompt` when given, else read from an
+        OpenAI-shaped `body`."""
         self.requested = self.model = model
-        self.prompt = prompt_of(self.api, body)
+        self.prompt = excerpt(prompt) if prompt is not None else prompt_of(self.api, body)
 
     def first_token(self) -> None:
         if self.first_token_ms is None:

@@ -27,7 +27,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ..store import LayoutStore
@@ -90,6 +90,7 @@ class _Slot:
         self.last_used = 0.0
         self.last_used_wall = 0.0
         self.unload_when_idle = False
+        self.keep_alive: float | None = None  # set by a request: overrides the configured keep-alive
         self.gone = False  # removed from the scheduler (unloaded or failed)
 
     @property
@@ -127,16 +128,31 @@ class Scheduler:
     # -- use ----------------------------------------------------------------------------------------
 
     @contextmanager
-    def acquire(self, reference: str, *, embedding: bool = False) -> Iterator[Engine]:
+    def acquire(self, reference: str, *, embedding: bool = False, keep_alive: float | None = None) -> Iterator[Engine]:
         """The engine of `reference`, for this request alone, loaded if needed. Errors of resolution
-        and loading propagate."""
+        and loading propagate. `keep_alive` (seconds; NEVER; 0), when given, is how long the instance
+        then stays loaded while idle, until a later request gives another (Ollama's per-request keep_alive)."""
         resolved = resolve_model(self.store, reference, self.links_dir)
         slot = self._enter(resolved, bool(embedding))
         try:
             assert slot.engine is not None
             yield slot.engine
         finally:
+            if keep_alive is not None:
+                slot.keep_alive = keep_alive
             self._leave(slot)
+
+    def want_context(self, reference: str, n_ctx: int) -> None:
+        """Load `reference` with a context of `n_ctx` tokens from its next load on (Ollama's `num_ctx`):
+        its configured context becomes `n_ctx` and, when that changes it, its loaded chat instance is
+        unloaded (one in use goes when its request ends)."""
+        resolved = resolve_model(self.store, reference, self.links_dir)
+        current = self.settings_of((resolved.digest, False))
+        if current.context_size == n_ctx:
+            return
+        with self._cond:
+            self._settings[(resolved.digest, False)] = (resolved.reference, replace(current, context_size=n_ctx))
+        self._unload_key((resolved.digest, False))
 
     def _enter(self, resolved: ResolvedModel, embedding: bool) -> _Slot:
         key = (resolved.digest, embedding)
@@ -205,7 +221,7 @@ class Scheduler:
                 self._drop_dead(slot)  # died during the request: the next one loads a new engine
                 if not slot.queue:
                     self._forget_if_unused(slot)
-            elif (slot.unload_when_idle or self.keep_alive_of(slot.key) == 0) and slot.idle:
+            elif (slot.unload_when_idle or self._keep_alive(slot) == 0) and slot.idle:
                 close = self._detach(slot)
             self._cond.notify_all()
         if close is not None:
@@ -289,7 +305,7 @@ class Scheduler:
                 out.append(LoadedInfo(
                     s.resolved.digest, s.resolved.reference, s.key[1],
                     engine.load_seconds if engine is not None else 0.0, s.last_used, s.in_use, s.resolved.size,
-                    len(s.queue), loading=engine is None, keep_alive=self.keep_alive_of(s.key),
+                    len(s.queue), loading=engine is None, keep_alive=self._keep_alive(s),
                     idle_since=(s.last_used_wall or wall - (now - s.last_used)) if idle else None,
                     n_ctx=_context_of(engine), pid=getattr(engine, "pid", None)))
         for info, s in zip(out, slots):
@@ -309,7 +325,7 @@ class Scheduler:
                     dead.append(s.resolved.digest)
                     self._drop_dead(s)
                     self._forget_if_unused(s)
-                elif s.idle and now - s.last_used > self.keep_alive_of(s.key):
+                elif s.idle and now - s.last_used > self._keep_alive(s):
                     engine = self._detach(s)
                     if engine is not None:
                         closing.append(engine)
@@ -324,6 +340,9 @@ class Scheduler:
         """What `configure` set for the instance `key` (its mode's settings, else the model's)."""
         found = self._settings.get(key) or self._settings.get((key[0], None))
         return found[1] if found else ModelSettings()
+
+    def _keep_alive(self, slot: _Slot) -> float:
+        return slot.keep_alive if slot.keep_alive is not None else self.keep_alive_of(slot.key)
 
     def keep_alive_of(self, key: tuple[str, bool]) -> float:
         keep = self.settings_of(key).keep_alive

@@ -79,6 +79,7 @@ class Policy:
     allowed_hosts: tuple[str, ...] = ()  # names `Host` may carry besides loopback addresses
     check_host: bool = True  # bound to loopback (or names given): refuse other Host names
     pull_from: tuple[str, ...] | None = None  # registries POST /models/create may pull from; None: any
+    pull_verify_key: str | None = None  # public key every model POST /models/create pulls must be signed by
     _origins: frozenset[str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -86,11 +87,13 @@ class Policy:
 
     @classmethod
     def for_server(cls, bind_host: str, *, api_key: str | None = None, cors_origins: Iterable[str] = (),
-                   allowed_hosts: Iterable[str] = (), pull_from: Iterable[str] | None = None) -> Policy:
+                   allowed_hosts: Iterable[str] = (), pull_from: Iterable[str] | None = None,
+                   pull_verify_key: str | None = None) -> Policy:
         hosts = tuple(h.strip().lower().rstrip(".") for h in allowed_hosts if h.strip())
         pulls = tuple(normalize_registry(r) for r in pull_from) if pull_from else None
         return cls(api_key=api_key or None, cors_origins=tuple(cors_origins), allowed_hosts=hosts,
-                   check_host=is_loopback(bind_host.strip("[]")) or bool(hosts), pull_from=pulls)
+                   check_host=is_loopback(bind_host.strip("[]")) or bool(hosts), pull_from=pulls,
+                   pull_verify_key=pull_verify_key)
 
     def host_allowed(self, header: str | None) -> bool:
         if not self.check_host:

@@ -101,6 +101,15 @@ class WorkerEngine:
 
     # -- the engine's methods -----------------------------------------------------------------------
 
+    def generate(self, request):
+        return self._call("generate", request)
+
+    def generate_stream(self, request) -> Iterator[dict]:
+        return self._stream("generate_stream", request)
+
+    def count_tokens(self, request) -> int:
+        return self._call("count_tokens", request)
+
     def chat(self, request: dict) -> dict:
         return self._call("chat", request)
 

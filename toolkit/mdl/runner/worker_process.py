@@ -5,12 +5,15 @@ never by forking the threaded server). It loads the engine, says `ready` (or sen
 then answers one message at a time until `close` or until the server's end of the pipe closes:
 
     server -> worker                         worker -> server
-    ("call", method, body)                   ("ok", doc) | ("error", err)
-    ("stream", method, body)                 ("started", None) | ("error", err), then
+    ("call", method, request)                ("ok", answer) | ("error", err)
+    ("stream", method, request)              ("started", None) | ("error", err), then
                                              ("chunk", chunk)..., ("end", None) | ("error", err)
     ("cancel", None)   during a stream       the stream stops after the chunk it is on: ("end", None)
     ("close", None)                          the engine is closed, the process exits
 
+The server sends internal requests (`generate`, `generate_stream`, `count_tokens` with an
+api.internal.GenRequest; the answer a GenResult, an int, or the stream's event dicts) and embedding
+bodies (`embed`); `chat`, `complete` and their streams take OpenAI's bodies, as `Engine`'s do.
 Errors travel as plain data (`encode_error`/`decode_error`): an `MdlError` keeps its kind, message,
 hint, and the parameter and code of a bad request, so the server answers as if it had run the engine.
 """
@@ -28,8 +31,8 @@ from ..errors import MdlError
 from .engine import _llama_cpp, load_engine
 from .validation import InvalidRequestError
 
-CALLS = frozenset({"chat", "complete", "embed"})
-STREAMS = frozenset({"chat_stream", "complete_stream"})
+CALLS = frozenset({"generate", "count_tokens", "chat", "complete", "embed"})
+STREAMS = frozenset({"generate_stream", "chat_stream", "complete_stream"})
 
 
 def encode_error(exc: BaseException) -> dict:

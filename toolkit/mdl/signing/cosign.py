@@ -40,8 +40,10 @@ def build_signature_manifest(subject: Descriptor, layers: list[Descriptor]) -> t
 
 
 def is_signature_manifest(manifest: Manifest) -> bool:
-    """A cosign signature manifest (spec/signing.md §4); the rule is artifact_check's, over the document."""
-    return artifact_check.is_signature_manifest(manifest.as_dict())
+    """A signature manifest of either form: cosign's legacy one (spec/signing.md §4) or a bundle
+    referrer (§10); the rules are artifact_check's, over the document."""
+    doc = manifest.as_dict()
+    return artifact_check.is_signature_manifest(doc) or artifact_check.is_bundle_manifest(doc)
 
 
 def local_signature_names(store, digest: str) -> list[tuple[str, str]]:

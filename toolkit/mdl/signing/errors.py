@@ -12,11 +12,11 @@ class SignatureError(MdlError):
 class UnsignedError(SignatureError):
     kind = "unsigned"
 
-    def __init__(self, subject: str, digest: str):
+    def __init__(self, subject: str, digest: str, what: str = "signature", hint: str | None = None):
         self.subject, self.digest = subject, digest
-        super().__init__(f"{subject} ({digest}) has no signature",
-                         "sign it with `mdl sign REF --key KEY`; if a tag was signed, check it still names "
-                         "the manifest that was signed")
+        super().__init__(f"{subject} ({digest}) has no {what}",
+                         hint or "sign it with `mdl sign REF --key KEY`; if a tag was signed, check it still names "
+                                 "the manifest that was signed")
 
 
 class BadSignatureError(SignatureError):
@@ -44,6 +44,17 @@ class WrongSubjectError(SignatureError):
         super().__init__(f"the signature of {subject} is valid but {problem}, not {digest}",
                          "the signature belongs to another model (or the tag moved after signing); "
                          "do not trust this model until it is signed again")
+
+
+class KeylessSignatureError(SignatureError):
+    kind = "keyless-unsupported"
+
+    def __init__(self, subject: str, digest: str):
+        self.subject, self.digest = subject, digest
+        super().__init__(f"{subject} ({digest}) is signed keyless (a certificate, not a key, in its bundle): "
+                         "not supported: key-based only",
+                         "verify it with `cosign verify --certificate-identity ... --certificate-oidc-issuer ...`, "
+                         "or have it signed with a key (`mdl sign --key`, `cosign sign --key`)")
 
 
 class KeyFormatError(SignatureError):

@@ -1,5 +1,7 @@
-"""ECDSA P-256 keys: generate a pair, load one (refusing a private key others can read), and sign or
-check bytes with it (SHA-256, signatures base64 as cosign writes them).
+"""ECDSA P-256 keys: generate a pair, load one (refusing a private key others can read; PKCS#8 PEM as
+`mdl keygen` writes it, or cosign's encrypted key from `cosign generate-key-pair`), and sign or check
+bytes with it (SHA-256, signatures base64 as cosign writes them). `public_key_hint` is the key id a
+Sigstore bundle names its key by.
 
 `cryptography` is imported inside the functions: every `mdl` command imports this module (the CLI
 registers `keygen`), and only the signing ones should pay for loading it.
@@ -8,12 +10,14 @@ registers `keygen`), and only the signing ones should pay for loading it.
 from __future__ import annotations
 
 import base64
+import hashlib
 import os
 import stat
 from pathlib import Path
 from typing import Callable
 
 from ..errors import ConflictError, InputPathError
+from . import cosign_key
 from .errors import BadPassphraseError, KeyFormatError, KeyPermissionsError
 
 
@@ -79,8 +83,10 @@ def load_private_key(path: str | os.PathLike, password: Callable[[], bytes | Non
     data = _read_key_file(name)
     if mode & 0o077:
         raise KeyPermissionsError(name, mode)
-    if b"SIGSTORE PRIVATE KEY" in data:
-        raise KeyFormatError(name, "a cosign-encrypted key (scrypt/secretbox), not PKCS#8 PEM")
+    if cosign_key.is_cosign_key(data):
+        key = _load_cosign_key(name, data, password)
+        _check_curve(key, name)
+        return key
     if b"-----BEGIN" not in data or b"PRIVATE KEY-----" not in data:
         raise KeyFormatError(name, "not a PEM private key")
     try:
@@ -99,6 +105,24 @@ def load_private_key(path: str | os.PathLike, password: Callable[[], bytes | Non
     return key
 
 
+def _load_cosign_key(name: str, data: bytes, password: Callable[[], bytes | None]):
+    """A key `cosign generate-key-pair` wrote; its passphrase may be empty, as cosign allows."""
+    from cryptography.hazmat.primitives import serialization
+    pw = password()
+    if pw is None:
+        raise BadPassphraseError(name, "the key is encrypted and no passphrase was given")
+    try:
+        der = cosign_key.decrypt(data, pw)
+    except cosign_key.WrongPassphrase:
+        raise BadPassphraseError(name) from None
+    except cosign_key.CosignKeyError as e:
+        raise KeyFormatError(name, f"not a cosign encrypted key this tool reads: {e}") from None
+    try:
+        return serialization.load_der_private_key(der, None)
+    except (ValueError, TypeError) as e:
+        raise KeyFormatError(name, f"the decrypted cosign key is not PKCS#8 ({str(e).splitlines()[0][:80]})") from None
+
+
 def load_public_key(path: str | os.PathLike):
     from cryptography.hazmat.primitives import serialization
     name = os.fspath(path)
@@ -111,6 +135,24 @@ def load_public_key(path: str | os.PathLike):
         raise KeyFormatError(name, f"not a valid PEM public key ({str(e).splitlines()[0][:80]})") from None
     _check_curve(key, name)
     return key
+
+
+def public_key_der(public_key) -> bytes:
+    """The DER SubjectPublicKeyInfo of `public_key`."""
+    from cryptography.hazmat.primitives import serialization
+    return public_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+def public_key_pem(public_key) -> bytes:
+    """The PEM SubjectPublicKeyInfo of `public_key`, as `mdl keygen` (and cryptography) writes it."""
+    from cryptography.hazmat.primitives import serialization
+    return public_key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+def public_key_hint(public_key) -> str:
+    """cosign's key id in a bundle (`verificationMaterial.publicKey.hint`, as sigstore-go writes it):
+    base64 of the SHA-256 of the DER SubjectPublicKeyInfo."""
+    return base64.b64encode(hashlib.sha256(public_key_der(public_key)).digest()).decode("ascii")
 
 
 def sign_payload(key, payload: bytes) -> str:

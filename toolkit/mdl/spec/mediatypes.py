@@ -119,6 +119,12 @@ def modelpack_layer_kind(media_type: str) -> tuple[str, str] | None:
 
 # Cosign signatures (spec/signing.md)
 OCI_IMAGE_CONFIG = mt("oci-image-config")
+DOCKER_IMAGE_CONFIG = mt("docker-image-config")
 COSIGN_SIMPLESIGNING = mt("cosign-simplesigning")
 COSIGN_SIGNATURE_ARTIFACT_TYPE = mt("cosign-signature-artifact-type")
 ANNOTATION_COSIGN_SIGNATURE = annotation_table()["cosign-signature"]
+# Sigstore bundles (cosign v3, OpenSSF model signing) and the in-toto statements they sign
+SIGSTORE_BUNDLE = mt("sigstore-bundle-v0.3")
+IN_TOTO_PAYLOAD = mt("in-toto-statement")
+ANNOTATION_BUNDLE_CONTENT = annotation_table()["sigstore-bundle-content"]
+ANNOTATION_BUNDLE_PREDICATE_TYPE = annotation_table()["sigstore-bundle-predicate-type"]
