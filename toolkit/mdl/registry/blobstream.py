@@ -17,7 +17,7 @@ from .errors import RegistryUnreachableError
 
 
 class BlobStream(io.RawIOBase):
-    """A pulled blob's body: `readinto` straight from the HTTP response (no decoding), `close` frees
+    """A pulled blob's body: `readinto` straight from the HTTP response (no decoding), `close` closes
     the connection. A connection lost mid-body raises RegistryUnreachableError; the caller may reopen
     at the offset it reached (`open_blob(desc, offset)`)."""
 
@@ -45,9 +45,8 @@ class BlobStream(io.RawIOBase):
 
     def close(self) -> None:
         if not self.closed:
-            isclosed = getattr(self._reader, "isclosed", None)
-            if self._reader is not self._response.raw and isclosed is not None and isclosed():
-                self._response.raw.release_conn()  # read to the end: the connection can be reused
-            else:
-                self._response.close()
+            # The connection is closed, never reused: bytes a registry (or a proxy) sent past the declared
+            # length may still be on their way, and a reused connection would take them for the answer to
+            # the next request. One connection per blob costs little next to the blob.
+            self._response.close()
         super().close()
