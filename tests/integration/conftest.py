@@ -8,6 +8,9 @@ import secrets
 
 import pytest
 
+from mdl.registry.client import RegistryClient
+from mdl.registry.repository import RemoteRepository
+from tests.integration.blobs import Recorder
 from tests.integration.registry import RunningRegistry, free_port, start_registry
 
 __all__ = ["free_port"]
@@ -40,3 +43,17 @@ def unique_repo(request) -> str:
     """A repository name no other test uses."""
     base = "".join(c if c.isalnum() else "-" for c in request.node.name.lower()).strip("-")[:40].strip("-")
     return f"test/{base or 'repo'}-{os.getpid()}-{next(_counter)}"
+
+
+@pytest.fixture
+def rec() -> Recorder:
+    """What the `repo` fixture's client sent and received."""
+    return Recorder()
+
+
+@pytest.fixture
+def repo(registry, unique_repo, rec) -> RemoteRepository:
+    """A fresh repository of `registry` through mdl's client, recorded by `rec`, retrying quickly."""
+    client = RegistryClient(registry.host, debug_log=rec, backoff_base=0.01)
+    yield RemoteRepository(client, unique_repo)
+    client.close()

@@ -1,8 +1,12 @@
-"""Start and stop a real registry (Debian's distribution 2.8.2, `/usr/bin/docker-registry`) for tests.
+"""Start and stop a real registry for tests: Debian's distribution 2.8.2 (`/usr/bin/docker-registry`,
+the default) or distribution v3 (`flavor="v3"`: `registry-v3`, v3.1.2's `cmd/registry`, which
+`tests/interop/build_peers.sh` builds into the peers' cache folder, `tests/peers.py`).
 
 Each registry gets its own config written here (the packaged default is unusable, docs/notes.md §1):
 filesystem storage under the test's temp dir, 127.0.0.1 on a free port, deletes enabled, and
 optionally htpasswd auth (bcrypt) and TLS with a self-signed P-256 certificate for 127.0.0.1.
+Both read the same config (format `version: 0.1`); v3 is started with `OTEL_TRACES_EXPORTER=none`,
+since it otherwise exports its OpenTelemetry traces over OTLP to localhost:4318 and logs each failure.
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ from pathlib import Path
 import pytest
 
 REGISTRY_BIN = "/usr/bin/docker-registry"
+V3_PEER = "registry-v3"  # distribution v3.1.2, built by tests/interop/build_peers.sh
+FLAVORS = ("2.8.2", "v3")
 START_TIMEOUT = 10.0
 
 
@@ -43,6 +49,7 @@ class RunningRegistry:
     ca_file: str | None = None
     username: str | None = None
     password: str | None = None
+    flavor: str = "2.8.2"
     _stopped: bool = field(default=False, repr=False)
 
     def blob_path(self, digest: str) -> Path:
@@ -97,7 +104,7 @@ def _wait_ready(url: str, ca_file: str | None, process: subprocess.Popen, log: P
     deadline = time.monotonic() + START_TIMEOUT
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"docker-registry exited with {process.returncode}: {log.read_text()[-2000:]}")
+            raise RuntimeError(f"the registry exited with {process.returncode}: {log.read_text()[-2000:]}")
         try:
             urllib.request.urlopen(url + "/v2/", timeout=1, context=ctx).close()
             return
@@ -105,15 +112,29 @@ def _wait_ready(url: str, ca_file: str | None, process: subprocess.Popen, log: P
             return  # 401 from an auth registry: it is up
         except OSError:
             time.sleep(0.02)
-    raise RuntimeError(f"docker-registry did not answer {url}/v2/ within {START_TIMEOUT} s")
+    raise RuntimeError(f"the registry did not answer {url}/v2/ within {START_TIMEOUT} s")
+
+
+def registry_binary(flavor: str = "2.8.2") -> str:
+    """The registry program of `flavor`. Without Debian's package the 2.8.2 tests are skipped (as
+    always); a missing v3 fails the test, naming the peer and `bash tests/interop/build_peers.sh`."""
+    if flavor == "2.8.2":
+        if not os.access(REGISTRY_BIN, os.X_OK):
+            pytest.skip(f"{REGISTRY_BIN} is not installed (Debian package docker-registry)")
+        return REGISTRY_BIN
+    if flavor == "v3":
+        from tests.peers import peer
+
+        return peer(V3_PEER)
+    raise ValueError(f"unknown registry flavor {flavor!r}: one of {', '.join(FLAVORS)}")
 
 
 def start_registry(tmp_dir: Path | str, *, htpasswd: tuple[str, str] | None = None,
-                   tls: bool = False, readonly: bool = False) -> RunningRegistry:
+                   tls: bool = False, readonly: bool = False, flavor: str = "2.8.2") -> RunningRegistry:
     """`readonly`: distribution's maintenance mode (`storage.maintenance.readonly`): reads work, every
-    write (upload, manifest PUT, delete) is refused with 405 UNSUPPORTED."""
-    if not os.access(REGISTRY_BIN, os.X_OK):
-        pytest.skip(f"{REGISTRY_BIN} is not installed (Debian package docker-registry)")
+    write (upload, manifest PUT, delete) is refused with 405 UNSUPPORTED. `flavor`: `"2.8.2"` (Debian's
+    docker-registry) or `"v3"` (distribution v3.1.2)."""
+    binary = registry_binary(flavor)
     tmp = Path(tmp_dir)
     tmp.mkdir(parents=True, exist_ok=True)
     root = tmp / "storage"
@@ -153,14 +174,16 @@ def start_registry(tmp_dir: Path | str, *, htpasswd: tuple[str, str] | None = No
     config = tmp / "config.yml"
     config.write_text("\n".join(lines) + "\n")
     log = tmp / "registry.log"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("REGISTRY_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("REGISTRY_", "OTEL_"))}
+    if flavor == "v3":
+        env["OTEL_TRACES_EXPORTER"] = "none"
     with open(log, "wb") as logf:
-        process = subprocess.Popen([REGISTRY_BIN, "serve", str(config)], stdout=logf, stderr=subprocess.STDOUT,
+        process = subprocess.Popen([binary, "serve", str(config)], stdout=logf, stderr=subprocess.STDOUT,
                                    env=env, stdin=subprocess.DEVNULL)
     scheme = "https" if tls else "http"
     url = f"{scheme}://{host}"
     reg = RunningRegistry(host=host, url=url, root=root, config=config, process=process, log=log,
-                          ca_file=ca_file, username=username, password=password)
+                          ca_file=ca_file, username=username, password=password, flavor=flavor)
     try:
         _wait_ready(url, ca_file, process, log)
     except BaseException:

@@ -1,16 +1,19 @@
-"""`mdl conformance e2e` as a user runs it: a subprocess against the real registry on 127.0.0.1.
+"""`mdl conformance e2e` as a user runs it: a subprocess against the real registries on 127.0.0.1,
+Debian's distribution 2.8.2 and distribution v3.1.2 (`registry-v3`, built by tests/interop/build_peers.sh;
+missing, its tests fail).
 
-A full run takes ~2 s (a ~0.5 MB model, two formats); the module runs it three times (plain HTTP with
-a JSON report, plain HTTP with --keep and human output, TLS with htpasswd auth) and four failing runs
-that stop early (no credentials twice, a read-only registry, a bad target) and one without llama.cpp.
+A full run takes ~2 s (a ~0.5 MB model, two formats); the module runs it three times per registry (plain
+HTTP with a JSON report, plain HTTP with --keep and human output, TLS with htpasswd auth) and four failing
+runs per registry that stop early (no credentials twice, a read-only registry), a bad target and one
+without llama.cpp.
 """
 
 from __future__ import annotations
 
-import inspect
 import json
 import os
 import re
+import secrets
 import subprocess
 import sys
 from pathlib import Path
@@ -23,7 +26,7 @@ pytest.importorskip("starlette")
 pytest.importorskip("uvicorn")
 
 from mdl.spec import mediatypes as mt  # noqa: E402
-from tests.integration.registry import start_registry  # noqa: E402
+from tests.integration.registry import FLAVORS, start_registry  # noqa: E402
 
 FORMATS = ("docker", "cncf")
 STEPS = {  # step name -> the formats it runs for (None: once, for both)
@@ -64,6 +67,23 @@ def _tags(registry, repository: str) -> list[str]:
 def _manifest_status(registry, repository: str, reference: str) -> int:
     return _registry_get(registry, f"/v2/{repository}/manifests/{reference}",
                          headers={"Accept": mt.OCI_MANIFEST}).status_code
+
+
+@pytest.fixture(scope="module", params=FLAVORS)
+def registry(request, tmp_path_factory):
+    """Each registry in turn (overrides the conftest's 2.8.2 one for this module)."""
+    reg = start_registry(tmp_path_factory.mktemp(f"registry-{request.param}"), flavor=request.param)
+    yield reg
+    reg.stop()
+
+
+@pytest.fixture(scope="module", params=FLAVORS)
+def auth_registry(request, tmp_path_factory):
+    """Each registry in turn behind htpasswd auth and TLS."""
+    reg = start_registry(tmp_path_factory.mktemp(f"auth-registry-{request.param}"), flavor=request.param,
+                         htpasswd=("mdltester", "pw-" + secrets.token_hex(12)), tls=True)
+    yield reg
+    reg.stop()
 
 
 @pytest.fixture(scope="module")
@@ -187,10 +207,9 @@ def test_e2e_human_output_names_the_failure_and_its_hint(auth_registry, tmp_path
     assert lines[-1].startswith("FAILED: 0 passed, 1 failed, ")
 
 
-def test_e2e_on_a_read_only_registry_fails_at_push_and_still_cleans_up(tmp_path):
-    if "readonly" not in inspect.signature(start_registry).parameters:
-        pytest.skip("tests/integration/registry.py cannot start a read-only registry")
-    reg = start_registry(tmp_path / "registry", readonly=True)
+@pytest.mark.parametrize("flavor", FLAVORS)
+def test_e2e_on_a_read_only_registry_fails_at_push_and_still_cleans_up(tmp_path, flavor):
+    reg = start_registry(tmp_path / "registry", readonly=True, flavor=flavor)
     try:
         proc = _e2e(tmp_path, f"{reg.host}/ro", "--json")
     finally:

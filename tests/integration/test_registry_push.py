@@ -11,7 +11,7 @@ from mdl.registry.client import RegistryClient
 from mdl.registry.repository import RemoteRepository
 from mdl.registry.errors import RemoteNotFoundError
 from mdl.spec import mediatypes as mt
-from tests.integration.blobs import BytesSource, Recorder, blob, random_blob, read_and_verify
+from tests.integration.blobs import BytesSource, blob, random_blob, read_and_verify
 
 
 class Events:
@@ -27,18 +27,6 @@ class Events:
 
     def done(self, desc, outcome):
         self.outcomes.append(outcome)
-
-
-@pytest.fixture
-def rec() -> Recorder:
-    return Recorder()
-
-
-@pytest.fixture
-def repo(registry, unique_repo, rec) -> RemoteRepository:
-    client = RegistryClient(registry.host, debug_log=rec, backoff_base=0.01)
-    yield RemoteRepository(client, unique_repo)
-    client.close()
 
 
 def test_streamed_push_is_one_patch_and_lands_intact(repo, rec):

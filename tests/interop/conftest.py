@@ -6,33 +6,40 @@ from __future__ import annotations
 
 import itertools
 import os
-import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from tests.integration.registry import start_registry
+from tests.peers import BUILD, peer, peer_bin_dir
 
-BUILD = "bash tests/interop/build_peers.sh"
+__all__ = ["BUILD", "peer", "peer_bin_dir"]  # defined in tests/peers.py, still importable from here
 
-
-def peer_bin_dir() -> Path:
-    """Where build_peers.sh puts the peers (MDL_INTEROP_BIN, else the XDG cache)."""
-    if os.environ.get("MDL_INTEROP_BIN"):
-        return Path(os.environ["MDL_INTEROP_BIN"])
-    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(cache) / "mdl-interop" / "bin"
+PW = "interop-pass"  # the passphrase of every signing key the interop tests generate
 
 
-def peer(name: str) -> str:
-    path = peer_bin_dir() / name
-    if path.is_file() and os.access(path, os.X_OK):
-        return str(path)
-    found = shutil.which(name)
-    if found:
-        return found
-    pytest.fail(f"interop peer missing: {name} is not in {peer_bin_dir()} nor on PATH; "
-                f"build it with `{BUILD}` (needs Go and the Go module proxy)", pytrace=False)
+def ok(proc: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
+    assert proc.returncode == 0, f"{proc.args}: {proc.stdout}\n{proc.stderr}"
+    return proc
+
+
+class Session:
+    """`mdl` and a peer run as processes sharing one environment (the test's mdl store, the key
+    passphrase, a HOME of their own, so no one's docker config) and working directory `dir`.
+    A test module subclasses it with a method per peer command."""
+
+    def __init__(self, mdl, dir: Path, **env: str):
+        self.dir = dir
+        self.env = mdl.env | {"MDL_KEY_PASSWORD": PW, "HOME": str(dir / "home-dir")} | env
+
+    def run(self, argv: list, cwd: Path | None = None) -> subprocess.CompletedProcess:
+        return subprocess.run([str(a) for a in argv], capture_output=True, text=True, env=self.env,
+                              cwd=cwd or self.dir, stdin=subprocess.DEVNULL, timeout=300)
+
+    def mdl(self, *args: str) -> subprocess.CompletedProcess:
+        return self.run([sys.executable, "-m", "mdl", *args])
 
 
 @pytest.fixture(scope="module")

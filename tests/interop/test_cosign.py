@@ -14,49 +14,31 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 
 import pytest
 
 from tests.conftest import assert_clean_error
 from tests.fixtures.models import write_tiny_gguf
-from tests.interop.conftest import peer
+from tests.interop.conftest import PW, Session, ok, peer
 
-PW = "interop-pass"
 BUNDLE_CLAIM = "https://sigstore.dev/cosign/sign/v1"
 LEGACY_CLAIM = "cosign container image signature"
 
 
+class Tools(Session):
+    def cosign(self, *args: str) -> subprocess.CompletedProcess:
+        return self.run([peer("cosign"), *args])
+
+
 @pytest.fixture
 def tools(mdl, tmp_path):
-    """`mdl` and `cosign` as processes sharing one environment (passphrases, an empty docker config)."""
-    cosign = peer("cosign")
-    env = mdl.env | {"MDL_KEY_PASSWORD": PW, "COSIGN_PASSWORD": PW, "HOME": str(tmp_path / "home-dir"),
-                     "SIGSTORE_NO_CACHE": "1"}
-
-    def run(argv: list[str]) -> subprocess.CompletedProcess:
-        return subprocess.run(argv, capture_output=True, text=True, env=env, cwd=tmp_path,
-                              stdin=subprocess.DEVNULL, timeout=300)
-
-    class Tools:
-        dir = tmp_path
-
-        def mdl(self, *args: str) -> subprocess.CompletedProcess:
-            return run([sys.executable, "-m", "mdl", *args])
-
-        def cosign(self, *args: str) -> subprocess.CompletedProcess:
-            return run([cosign, *args])
-
-    t = Tools()
+    """`mdl` and `cosign` sharing one environment, with key pairs `mdl`, `other` (mdl's) and `cosign`."""
+    peer("cosign")
+    t = Tools(mdl, tmp_path, COSIGN_PASSWORD=PW, SIGSTORE_NO_CACHE="1")
     for name in ("mdl", "other"):
         ok(t.mdl("keygen", "--output-prefix", str(tmp_path / name)))
     ok(t.cosign("generate-key-pair", "--output-key-prefix", str(tmp_path / "cosign")))
     return t
-
-
-def ok(proc: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
-    assert proc.returncode == 0, f"{proc.args}: {proc.stdout}\n{proc.stderr}"
-    return proc
 
 
 def push(tools, registry, repo: str, seed: int = 0) -> tuple[str, str]:

@@ -14,8 +14,7 @@ import pytest
 
 from tests.conftest import assert_clean_error
 from tests.fixtures.models import write_safetensors_dir
-
-PW = "interop-pass"
+from tests.interop.conftest import Session, ok
 
 
 def model_signing_cli() -> list[str]:
@@ -29,17 +28,7 @@ def model_signing_cli() -> list[str]:
 
 @pytest.fixture
 def run(mdl, tmp_path):
-    env = mdl.env | {"MDL_KEY_PASSWORD": PW}
-
-    def go(argv: list[str]) -> subprocess.CompletedProcess:
-        return subprocess.run(argv, capture_output=True, text=True, env=env, cwd=tmp_path, stdin=subprocess.DEVNULL,
-                              timeout=300)
-    return go
-
-
-def ok(proc):
-    assert proc.returncode == 0, f"{proc.args}: {proc.stdout}\n{proc.stderr}"
-    return proc
+    return Session(mdl, tmp_path).run
 
 
 def mdl(*args: str) -> list[str]:
