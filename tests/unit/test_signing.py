@@ -85,8 +85,9 @@ def test_check_errors_are_specific(keypair):
         check([signed_manifest(keypair[0], wrong)], {sha256_bytes(wrong): wrong}, keypair[1])
     assert OTHER in e.value.message
     elsewhere = make_payload("registry.example.com/evil/model", DIGEST)
-    with pytest.raises(WrongSubjectError):
+    with pytest.raises(WrongSubjectError) as e:
         check([signed_manifest(keypair[0], elsewhere)], {sha256_bytes(elsewhere): elsewhere}, keypair[1])
+    assert e.value.message.endswith(f"it signs {DIGEST} in registry.example.com/evil/model, not in {REPO}")
     # any valid signature wins over failing ones
     good = signed_manifest(keypair[0], p)
     bad = signed_manifest(other_key, wrong)

@@ -10,23 +10,31 @@ are in, and on any failure the blobs this load added are deleted.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..content.copy import copy_model
-from ..content.descriptor import INDEX_TYPES, MANIFEST_TYPES, Descriptor, Manifest, load_json_document
+from ..content.descriptor import INDEX_TYPES, MANIFEST_TYPES, Descriptor, Index, Manifest, load_json_document
 from ..content.transfer import BlobSource, NoProgress, Progress
 from ..errors import DigestMismatchError, ReferenceFormatError, UsageError
 from ..layout.common import LayoutError
 from ..layout.dir import LayoutDir
 from ..layout.tar import TarSource
 from ..reference import Reference, parse_reference
-from ..signing.cosign import is_signature_manifest
+from ..signing.bundle import is_bundle_manifest
+from ..signing.cosign import is_signature_manifest, signature_tag
+from ..signing.policy import is_cosign_bundle_candidate
 from ..spec import schemas
 from ..store import LayoutStore
 from ..store.index import ref_name
 from ..store.sides import StoreTarget
+
+
+# the referrers fallback tag of a manifest (spec/signing.md §5), bare as oras backup names it, or in a reference
+_FALLBACK_TAG = re.compile(r"(?:^|:)sha256-[0-9a-f]{64}$")
+_BARE_SIG_TAG = re.compile(r"^sha256-([0-9a-f]{64})\.sig$")
 
 
 @dataclass
@@ -104,11 +112,18 @@ def _plan(where: str, entries: list[dict], read: Callable[[Descriptor, str], byt
     """Each manifest of index.json checked against its schemas, with the tags its ref.names give.
     `read(desc, what)` returns a small blob's verified bytes."""
     plans: dict[str, _Plan] = {}
+    referrers: list[Descriptor] = []  # the manifests that referrers fallback indexes list
     for i, d in enumerate(entries):
         desc = Descriptor.from_dict(d, what=f"{where} index.json", path=f"$.manifests[{i}]")
         if desc.media_type in INDEX_TYPES:
-            raise LayoutError(f"{where}: entry {i} of index.json is an image index ({desc.digest})",
-                              "mdl loads model manifests; copy the model out of the index first")
+            if not _FALLBACK_TAG.search(ref_name(d) or ""):
+                raise LayoutError(f"{where}: entry {i} of index.json is an image index ({desc.digest})",
+                                  "mdl loads model manifests; copy the model out of the index first")
+            # a referrers list under its fallback tag (`oras backup` of a repository): not loaded, but
+            # the signatures it lists are (spec/signing.md §6)
+            index = Index.parse(read(desc, "referrers index"), desc.digest)
+            referrers += [r for r in index.manifests if r.media_type in MANIFEST_TYPES]
+            continue
         if desc.media_type not in MANIFEST_TYPES:
             raise LayoutError(f"{where}: entry {i} of index.json has media type {desc.media_type!r}, "
                               "not an image manifest", "the layout is not a model layout")
@@ -127,6 +142,11 @@ def _plan(where: str, entries: list[dict], read: Callable[[Descriptor, str], byt
             plan.ignored.append(name)
         elif str(ref) not in plan.tags:
             plan.tags.append(str(ref))
+    for r in referrers:
+        if r.digest not in plans:
+            manifest = Manifest.parse(read(r, "manifest"), r.digest)
+            if is_signature_manifest(manifest):  # other referrers (an SBOM, ...) stay behind
+                plans[r.digest] = _Plan(manifest, [], [], True)
     models = [p for p in plans.values() if not p.signature]
     if not models:
         raise LayoutError(f"{where} holds no model (index.json lists no manifest)", "save a model into it first")
@@ -137,7 +157,43 @@ def _plan(where: str, entries: list[dict], read: Callable[[Descriptor, str], byt
         [plan] = models
         if str(extra) not in plan.tags:
             plan.tags.append(str(extra))
-    return list(plans.values())
+    return _name_signatures(plans)
+
+
+def _name_signatures(plans: dict[str, _Plan]) -> list[_Plan]:
+    """The plans, with each signature manifest the layout lists without a name (as `oras backup
+    --include-referrers` lists referrers) named `<repository>:sha256-<hex>.sig` beside the model its
+    `subject` names, for each repository the model is tagged in and no signature holds yet: cosign
+    bundles first (they name no repository), then legacy signature manifests. An unnamed one that
+    gets no name (a model-signing bundle, a second signature, a model with no tag) is not loaded: the
+    store keeps signatures by name only (spec/signing.md §6)."""
+    taken = {t for p in plans.values() if p.signature for t in p.tags}
+    unnamed = [p for p in plans.values() if p.signature and not p.tags]
+    unnamed.sort(key=lambda p: not is_cosign_bundle_candidate(p.manifest))
+    for p in unnamed:
+        if is_bundle_manifest(p.manifest) and not is_cosign_bundle_candidate(p.manifest):
+            continue
+        model = plans.get(_signed_digest(p) or "")
+        if model is None or model.signature:
+            continue
+        for tag in model.tags:
+            ref = parse_reference(tag)
+            name = str(Reference(ref.registry, ref.repository, signature_tag(model.manifest.digest), None))
+            if name not in taken:
+                taken.add(name)
+                p.tags.append(name)
+    return [p for p in plans.values() if not p.signature or p.tags]
+
+
+def _signed_digest(p: _Plan) -> str | None:
+    """The manifest a signature manifest signs, as it says: its `subject`, else (cosign's legacy form
+    has none) its bare `.sig` tag, `sha256-<hex>.sig`, as oras backup names it."""
+    if p.manifest.subject is not None:
+        return p.manifest.subject.digest
+    for name in p.ignored:
+        if (m := _BARE_SIG_TAG.match(name)) is not None:
+            return "sha256:" + m.group(1)
+    return None
 
 
 def _name_reference(name: str) -> Reference | None:

@@ -55,12 +55,12 @@ class UnsupportedModelFormatError(MdlError):
 
     kind = "unsupported-format"
 
-    def __init__(self, reference: str, format: str, detail: str | None = None):
+    def __init__(self, reference: str, format: str, detail: str | None = None, hint: str | None = None):
         self.reference = reference
         self.format = format
         what = detail or f"{reference} is a {format} model"
         super().__init__(f"{what}; mdl serve runs GGUF models",
-                         "package or pull a GGUF version of the model (e.g. a `-GGUF` repository)")
+                         hint or "package or pull a GGUF version of the model (e.g. a `-GGUF` repository)")
 
 
 class ModelDamagedError(MdlError):
@@ -230,7 +230,9 @@ def _pick_modelpack(store, shown, manifest, config):
             if suffixed == "gguf" or (suffixed is None and by_name):
                 if kind[1] != "raw":
                     raise UnsupportedModelFormatError(
-                        shown, "gguf", f"{shown} keeps its GGUF weights in a {kind[1]} layer")
+                        shown, "gguf", f"{shown} keeps its GGUF weights in a {kind[1]} layer",
+                        f"mdl serve reads GGUF weights from raw layers only: `mdl extract {shown} DIR` "
+                        "unpacks the files, and `mdl package --gguf DIR/<file>.gguf` packages them to serve")
                 weights.append(d)
             else:
                 others.append(d)

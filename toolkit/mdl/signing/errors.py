@@ -39,9 +39,10 @@ class PayloadDigestMismatchError(DigestMismatchError):
 class WrongSubjectError(SignatureError):
     kind = "wrong-subject"
 
-    def __init__(self, subject: str, digest: str, problem: str):
+    def __init__(self, subject: str, digest: str, problem: str, expected: str | None = None):
+        """`problem` says what the signature names; `expected` what it should (the digest by default)."""
         self.subject, self.digest, self.problem = subject, digest, problem
-        super().__init__(f"the signature of {subject} is valid but {problem}, not {digest}",
+        super().__init__(f"the signature of {subject} is valid but {problem}, not {expected or digest}",
                          "the signature belongs to another model (or the tag moved after signing); "
                          "do not trust this model until it is signed again")
 

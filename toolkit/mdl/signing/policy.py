@@ -93,8 +93,8 @@ class _Check:
     def fail(self, rank: int, error: MdlError) -> None:
         self.failures.append((rank, error))
 
-    def wrong(self, problem: str) -> None:
-        self.fail(_WRONG, WrongSubjectError(self.subject, self.digest, problem))
+    def wrong(self, problem: str, expected: str | None = None) -> None:
+        self.fail(_WRONG, WrongSubjectError(self.subject, self.digest, problem, expected))
 
     def blob(self, layer: Descriptor) -> bytes | None:
         """The layer's bytes if they hash to its digest; else the failure is recorded."""
@@ -170,7 +170,7 @@ class _Check:
         elif named != self.digest:
             self.wrong(f"it signs {named}")
         elif not same_repository(identity, self.repository):
-            self.wrong(f"it signs {named} in {identity}, not in {self.repository}")
+            self.wrong(f"it signs {named} in {identity}", f"in {self.repository}")
         else:
             return doc
         return None

@@ -319,7 +319,8 @@ def is_signature_entry(d: dict | IndexEntry) -> bool:
     (`<repo>:sha256-<hex>.sig`, spec/signing.md): not a model."""
     if isinstance(d, IndexEntry):
         return bool(_SIG_TAG.search(d.ref_name or ""))
-    return d.get("artifactType") == mt.COSIGN_SIGNATURE_ARTIFACT_TYPE or bool(_SIG_TAG.search(ref_name(d) or ""))
+    return (d.get("artifactType") in (mt.COSIGN_SIGNATURE_ARTIFACT_TYPE, mt.SIGSTORE_BUNDLE)
+            or bool(_SIG_TAG.search(ref_name(d) or "")))
 
 
 def _is_partial(d: dict) -> bool:
