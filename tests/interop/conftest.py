@@ -41,6 +41,10 @@ class Session:
     def mdl(self, *args: str) -> subprocess.CompletedProcess:
         return self.run([sys.executable, "-m", "mdl", *args])
 
+    def keygen(self, name: str = "mdl") -> None:
+        """A signing key pair `dir/<name>.key`, `dir/<name>.pub` (passphrase PW)."""
+        ok(self.mdl("keygen", "--output-prefix", str(self.dir / name)))
+
 
 @pytest.fixture(scope="module")
 def registry(tmp_path_factory):

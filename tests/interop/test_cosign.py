@@ -35,8 +35,8 @@ def tools(mdl, tmp_path):
     """`mdl` and `cosign` sharing one environment, with key pairs `mdl`, `other` (mdl's) and `cosign`."""
     peer("cosign")
     t = Tools(mdl, tmp_path, COSIGN_PASSWORD=PW, SIGSTORE_NO_CACHE="1")
-    for name in ("mdl", "other"):
-        ok(t.mdl("keygen", "--output-prefix", str(tmp_path / name)))
+    t.keygen("mdl")
+    t.keygen("other")
     ok(t.cosign("generate-key-pair", "--output-key-prefix", str(tmp_path / "cosign")))
     return t
 

@@ -34,7 +34,7 @@ def tools(mdl, tmp_path):
     """`mdl` and `crane` sharing one environment, with a signing key pair `mdl.key`/`mdl.pub`."""
     peer("crane")
     t = Tools(mdl, tmp_path)
-    ok(t.mdl("keygen", "--output-prefix", str(tmp_path / "mdl")))
+    t.keygen()
     return t
 
 
