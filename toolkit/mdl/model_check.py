@@ -14,12 +14,14 @@ needs to run is refused, saying so.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 
 from .artifact_check import Finding, config_findings, effective_filepath, manifest_findings
 from .content.copy import read_small_blob
-from .content.digest import hash_stream, hash_workers
+from .content.digest import hash_stream, hash_workers, spare_core
 from .errors import DigestMismatchError, MdlError
 from .placement import RUNTIME_ROLES, layer_role
 from .spec import mediatypes as mt
@@ -98,14 +100,37 @@ def check_model_in_store(store: LayoutStore, digest: str, *, cache: HashCache | 
     manifest = _read_manifest(store, digest, report, cache)
     if manifest is None:
         return report
-    doc = manifest.as_dict()
-    report.config_media_type = manifest.config.media_type if manifest.config else None
-    config = _read_config(store, manifest, report, cache)
-    report.findings += manifest_findings(doc, config)
-    if config is not None and manifest.config.media_type in mt.MODEL_CONFIGS:
-        report.findings += config_findings(config, manifest.config.media_type, manifest=doc)
-    _check_layers(store, manifest, report, cache)
+    with _layer_hashes(store, manifest.layers, cache) as hashed:  # this thread checks the spec meanwhile
+        doc = manifest.as_dict()
+        report.config_media_type = manifest.config.media_type if manifest.config else None
+        config = _read_config(store, manifest, report, cache)
+        report.findings += manifest_findings(doc, config)
+        if config is not None and manifest.config.media_type in mt.MODEL_CONFIGS:
+            report.findings += config_findings(config, manifest.config.media_type, manifest=doc)
+        known = hashed()
+    _check_layers(store, manifest, report, cache, known)
     return report
+
+
+def hash_layers(store: LayoutStore, manifests: list, cache: HashCache) -> None:
+    """Hash the layers of all `manifests` not in `cache` yet, all at once, into `cache`: checking many
+    models then keeps every core busy, not only while one model has several layers left."""
+    with _layer_hashes(store, [d for m in manifests for d in m.layers], cache) as hashed:
+        for (digest, size), (outcome, corrupt, read_whole) in hashed().items():
+            _record(cache, digest, size, outcome, corrupt=corrupt, hashed=read_whole)
+
+
+@contextmanager
+def _layer_hashes(store: LayoutStore, layers: list, cache: HashCache | None) -> Iterator[Callable[[], dict]]:
+    """Start hashing the stored `layers` not in `cache`, one per core (hashlib and file reads release the
+    GIL), while the caller goes on; the function given waits for their `_hash_layer` outcomes, keyed by
+    (digest, size)."""
+    todo = {(d.digest, d.size): d for d in layers
+            if store.has_blob(d.digest) and (cache is None or (d.digest, d.size) not in cache.results)}
+    workers = hash_workers(len(todo))
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mdl-verify") as pool:
+        futures = {key: pool.submit(_hash_layer, store, d, spare_core(workers)) for key, d in todo.items()}
+        yield lambda: {key: future.result() for key, future in futures.items()}
 
 
 def _read_manifest(store: LayoutStore, digest: str, report: Report, cache: HashCache | None = None):
@@ -150,8 +175,7 @@ def blob_matches_name(store: LayoutStore, digest: str) -> bool:
     """Whether the blob file hashes to its name; True when it is gone or unreadable (not known corrupt)."""
     try:
         with store.open_blob(digest) as f:
-            while f.read(_READ_CHUNK):
-                pass
+            f.drain()
     except DigestMismatchError:
         return False
     except MdlError:
@@ -193,15 +217,10 @@ def _read_small_blob(store: LayoutStore, digest: str, size: int, path: str, what
     return data
 
 
-def _check_layers(store: LayoutStore, manifest, report: Report, cache: HashCache | None = None) -> None:
-    """Each layer present and matching its digest; the layers not hashed before are hashed at once, one per
-    core (hashlib and file reads release the GIL), and reported in manifest order."""
-    known: dict[tuple[str, int], tuple[tuple[str, str] | None, bool, bool]] = {}
-    todo = {(d.digest, d.size): d for d in manifest.layers
-            if store.has_blob(d.digest) and (cache is None or (d.digest, d.size) not in cache.results)}
-    if todo:
-        with ThreadPoolExecutor(max_workers=hash_workers(len(todo)), thread_name_prefix="mdl-verify") as pool:
-            known = dict(zip(todo, pool.map(lambda d: _hash_layer(store, d), todo.values())))
+def _check_layers(store: LayoutStore, manifest, report: Report, cache: HashCache | None,
+                  known: dict[tuple[str, int], tuple[tuple[str, str] | None, bool, bool]]) -> None:
+    """Each layer present and matching its digest, reported in manifest order; `known` holds the outcomes
+    of the layers hashed now (`_hash_layer`), the others are in `cache`."""
     for i, layer in enumerate(manifest.layers):
         path = f"$.layers[{i}]"
         key = (layer.digest, layer.size)
@@ -224,12 +243,11 @@ def _check_layers(store: LayoutStore, manifest, report: Report, cache: HashCache
         report.bytes_checked += layer.size
 
 
-def _hash_layer(store: LayoutStore, layer) -> tuple[tuple[str, str] | None, bool, bool]:
+def _hash_layer(store: LayoutStore, layer, ahead: bool) -> tuple[tuple[str, str] | None, bool, bool]:
     """(finding or None, whether the file's content does not match its name, whether it was read whole)."""
     try:
         with store.open_blob(layer.digest, layer.size) as f:
-            while f.read(_READ_CHUNK):
-                pass
+            f.drain(ahead=ahead)
     except DigestMismatchError as e:
         return ("digest-mismatch", e.message), _corrupt(store, layer.digest, e), True
     except (OSError, MdlError) as e:

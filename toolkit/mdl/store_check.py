@@ -26,9 +26,7 @@ from .content.graph import reachable_digests
 from .store import LayoutStore, RemovalResult, is_signature_entry
 from .store.ingest import is_stale
 from .errors import DigestMismatchError, MdlError
-from .model_check import HashCache, Report, blob_matches_name, check_model_in_store
-
-_READ_CHUNK = 1 << 20
+from .model_check import HashCache, Report, blob_matches_name, check_model_in_store, hash_layers
 
 INFO_KINDS = frozenset({"unreferenced-blob", "stale-ingest"})
 
@@ -77,7 +75,7 @@ def check_store(store: LayoutStore) -> StoreReport:
         entries = []
     cache = HashCache()
     referenced: set[str] = set()
-    seen: set[str] = set()
+    models: dict[str, None] = {}  # the models' digests, each once, in index order
     for i, e in enumerate(entries):
         referenced.add(e.digest)
         if not store.has_blob(e.digest):
@@ -88,17 +86,30 @@ def check_store(store: LayoutStore) -> StoreReport:
         # what cannot be read is skipped here: the model check reports it
         referenced.update(reachable_digests(Descriptor(e.media_type, e.digest, e.size), store.read_node, tolerant=True))
         # Signature manifests are not models; their blobs are still hashed with the unreferenced ones.
-        if e.media_type in MANIFEST_TYPES and e.digest not in seen and not is_signature_entry(e):
-            seen.add(e.digest)
-            model = check_model_in_store(store, e.digest, cache=cache)
-            report.models.append(model)
-            if any(f.kind in ("blob-missing", "digest-mismatch") for f in model.findings):
-                report.broken_models.add(e.digest)
+        if e.media_type in MANIFEST_TYPES and e.digest not in models and not is_signature_entry(e):
+            models[e.digest] = None
+    hash_layers(store, _readable_manifests(store, models), cache)  # all at once, then each model in turn
+    for digest in models:
+        model = check_model_in_store(store, digest, cache=cache)
+        report.models.append(model)
+        if any(f.kind in ("blob-missing", "digest-mismatch") for f in model.findings):
+            report.broken_models.add(digest)
     report.corrupt_blobs |= cache.corrupt
     report.blobs_hashed = len(cache.hashed)
     _check_blob_files(store, report, cache, referenced)
     _check_ingest(store, report)
     return report
+
+
+def _readable_manifests(store: LayoutStore, digests) -> list:
+    """The manifests of `digests` that can be read; the model check reports the others."""
+    manifests = []
+    for digest in digests:
+        try:
+            manifests.append(store.manifest(digest))
+        except MdlError:
+            pass
+    return manifests
 
 
 def _check_blob_files(store: LayoutStore, report: StoreReport, cache: HashCache, referenced: set[str]) -> None:
@@ -122,8 +133,7 @@ def _check_blob_files(store: LayoutStore, report: StoreReport, cache: HashCache,
         if digest not in cache.hashed:
             try:
                 with store.open_blob(digest) as f:
-                    while chunk := f.read(_READ_CHUNK):
-                        report.bytes_hashed += len(chunk)
+                    report.bytes_hashed += f.drain()
             except DigestMismatchError as e:
                 report.corrupt_blobs.add(digest)
                 report.add("blob-corrupt", rel, e.message)

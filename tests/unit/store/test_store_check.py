@@ -135,3 +135,27 @@ def test_dangling_link_is_reported(two_models):
 def test_repair_needs_all(mdl):
     proc = mdl("verify", "--repair", "ai/x")
     assert proc.returncode == 2
+
+
+def test_layers_of_every_model_hash_in_one_pass_each_blob_once(two_models, monkeypatch):
+    """`verify --all` hashes the layers of all models together (one per core), not model by model,
+    and a layer two models share is read once and reported in both."""
+    import mdl.model_check as model_check
+    import mdl.store_check as store_check
+
+    store, a, b = two_models
+    shared = next(d for d in a.manifest.layers if d in b.manifest.layers)
+    _flip(store.blob_path(shared.digest), offset=1)
+    events: list[tuple[str, str]] = []
+    real_hash, real_check = model_check._hash_layer, store_check.check_model_in_store
+    monkeypatch.setattr(model_check, "_hash_layer",
+                        lambda s, d, ahead: events.append(("hash", d.digest)) or real_hash(s, d, ahead))
+    monkeypatch.setattr(store_check, "check_model_in_store",
+                        lambda s, digest, cache: events.append(("check", digest)) or real_check(s, digest, cache=cache))
+    report = check_store(store)
+    hashed = [d for kind, d in events if kind == "hash"]
+    assert sorted(hashed) == sorted({d.digest for m in (a, b) for d in m.manifest.layers})
+    assert [kind for kind, _ in events] == ["hash"] * len(hashed) + ["check", "check"]  # all layers first
+    for model in report.models:
+        assert [f.kind for f in model.findings if f.path.startswith("$.layers")] == ["digest-mismatch"]
+    assert shared.digest in report.corrupt_blobs

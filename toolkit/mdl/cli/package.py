@@ -14,9 +14,7 @@ from ..ops.package import PackageRequest, package
 from ..reference import parse_reference
 from .common import JSON_OPTION, open_store, print_json, short_id
 from .progress import choose_mode, make_progress
-from .push import render_push
 from .remote import CA_FILE, CHUNK_SIZE, CONCURRENCY, PLAIN_HTTP, RemoteOptions
-from .sign import key_password
 
 
 def command(
@@ -54,12 +52,14 @@ def command(
     push_to = RemoteOptions(plain_http, ca_file, concurrency, chunk_size).open(ref) if push else None
     progress = make_progress(choose_mode(json_output, quiet, sys.stderr.isatty())) if push else None
     try:
-        result = package(open_store(), request, ref, push_to=push_to, sign_key=sign_key, key_password=key_password,
+        result = package(open_store(), request, ref, push_to=push_to, sign_key=sign_key, key_password=_key_password,
                          concurrency=concurrency, progress=progress)
     finally:
         if progress is not None:
             progress.close()
     if result.pushed is not None:
+        from .push import render_push  # the registry client loads only for --push (start-up time)
+
         render_push(result.pushed, json_output, quiet)
         if result.signed is not None:
             print(f"Signed {result.signed.reference}: signature {result.signed.signature_manifest}", file=sys.stderr)
@@ -75,6 +75,12 @@ def command(
         print(f"  digest {result.digest}")
         n = len(result.manifest.layers)
         print(f"  {n} layer{'s' if n != 1 else ''}, {format_binary_size(result.size)}")
+
+
+def _key_password() -> bytes | None:
+    from .sign import key_password  # the signing modules load only for --sign-key
+
+    return key_password()
 
 
 def _created(flag: str | None, source_date_epoch: str | None) -> datetime | None:

@@ -13,17 +13,35 @@ import re
 from typing import BinaryIO
 
 from ..errors import DigestMismatchError, MdlError
+from .readahead import chunks
 
 ALGORITHM = "sha256"
 _SHA256 = re.compile(r"sha256:[0-9a-f]{64}")
 DEFAULT_BUFSIZE = 1 << 20
+# Hashing a file reads 4 MiB at a time, into at most two buffers (one read ahead): larger chunks mean
+# fewer GIL hand-offs between the reading and hashing threads, which matters when a third thread is
+# busy (packaging loads the schema validators meanwhile). docs/performance.md has the figures.
+HASH_BUFSIZE = 4 << 20
+HASH_BUFFERS = 2
 MAX_HASH_WORKERS = 8
+
+
+def usable_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
 
 
 def hash_workers(files: int) -> int:
     """How many files to hash at once: one per core (hashlib and file reads release the GIL), each
-    holding one DEFAULT_BUFSIZE buffer, so memory stays bounded whatever the model's size."""
-    return max(1, min(files, os.cpu_count() or 1, MAX_HASH_WORKERS))
+    holding at most HASH_BUFFERS x HASH_BUFSIZE, so memory stays bounded whatever the model's size."""
+    return max(1, min(files, usable_cores(), MAX_HASH_WORKERS))
+
+
+def spare_core(workers: int) -> bool:
+    """Whether `workers` hashing threads leave a core idle, so that each can read ahead (`chunks`)."""
+    return workers < usable_cores()
 
 
 class InvalidDigestError(MdlError):
@@ -63,24 +81,20 @@ def sha256_bytes(data: bytes | bytearray | memoryview) -> str:
     return f"{ALGORITHM}:{hashlib.sha256(data).hexdigest()}"
 
 
-def hash_file(path: str | os.PathLike, bufsize: int = DEFAULT_BUFSIZE) -> tuple[str, int]:
-    """(digest, size) of a file, read once through one reused buffer."""
+def hash_file(path: str | os.PathLike, bufsize: int = HASH_BUFSIZE) -> tuple[str, int]:
+    """(digest, size) of a file, read once."""
     with open(path, "rb", buffering=0) as f:
         return hash_stream(f, bufsize)
 
 
-def hash_stream(f, bufsize: int = DEFAULT_BUFSIZE) -> tuple[str, int]:
-    """(digest, size) of what is left in a binary file object that has `readinto`."""
+def hash_stream(f, bufsize: int = HASH_BUFSIZE, *, ahead: bool = True) -> tuple[str, int]:
+    """(digest, size) of what is left in a binary stream; with `ahead`, the next chunk is read on a
+    helper thread while this one is hashed (`spare_core` says when that pays)."""
     h = hashlib.sha256()
-    buf = bytearray(bufsize)
-    view = memoryview(buf)
     size = 0
-    while True:
-        n = f.readinto(buf)
-        if not n:
-            break
-        h.update(view[:n])
-        size += n
+    for chunk in chunks(f, ahead=ahead, bufsize=bufsize, buffers=HASH_BUFFERS):
+        h.update(chunk)
+        size += len(chunk)
     return f"{ALGORITHM}:{h.hexdigest()}", size
 
 
@@ -112,29 +126,49 @@ class VerifyingReader(io.RawIOBase):
         raise DigestMismatchError(self._what, self._digest, actual, self._size, self._count)
 
     def readinto(self, b) -> int:
-        if not self._checked_stat:
-            self._checked_stat = True
-            # A blob file's size is known before reading: refuse a wrong one at once. (Not for other
-            # streams: a tar member's descriptor is the whole archive's.)
-            if self._size is not None and isinstance(self._f, io.FileIO):
-                actual = os.fstat(self._f.fileno()).st_size
-                if actual != self._size:
-                    raise DigestMismatchError(self._what, self._digest, "(not hashed)", self._size, actual)
+        self._check_file_size()
         n = self._f.readinto(b)
         if n:
             with memoryview(b) as view:
-                self._hash.update(view[:n])
-            self._count += n
-            if self._size is not None:
-                if self._count > self._size:
-                    self._fail("(longer than expected)")
-                if self._count == self._size:
-                    self._finish()
+                self._take(view[:n])
         elif len(b):
-            if self._size is not None and self._count != self._size:
-                self._fail("(shorter than expected)")
-            self._finish()
+            self._check_end()
         return n or 0
+
+    def drain(self, *, ahead: bool = True) -> int:
+        """Read the rest of the blob, verifying it, and return how many bytes that was; with `ahead`,
+        a helper thread reads the next chunk while this one is hashed (`spare_core` says when that pays)."""
+        self._check_file_size()
+        start = self._count
+        for chunk in chunks(self._f, ahead=ahead, bufsize=HASH_BUFSIZE, buffers=HASH_BUFFERS):
+            self._take(chunk)
+        self._check_end()
+        return self._count - start
+
+    def _check_file_size(self) -> None:
+        if self._checked_stat:
+            return
+        self._checked_stat = True
+        # A blob file's size is known before reading: refuse a wrong one at once. (Not for other
+        # streams: a tar member's descriptor is the whole archive's.)
+        if self._size is not None and isinstance(self._f, io.FileIO):
+            actual = os.fstat(self._f.fileno()).st_size
+            if actual != self._size:
+                raise DigestMismatchError(self._what, self._digest, "(not hashed)", self._size, actual)
+
+    def _take(self, chunk: memoryview) -> None:
+        self._hash.update(chunk)
+        self._count += len(chunk)
+        if self._size is not None:
+            if self._count > self._size:
+                self._fail("(longer than expected)")
+            if self._count == self._size:
+                self._finish()
+
+    def _check_end(self) -> None:
+        if self._size is not None and self._count != self._size:
+            self._fail("(shorter than expected)")
+        self._finish()
 
     def _finish(self) -> None:
         if self.verified:

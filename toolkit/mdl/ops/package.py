@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Callable
 from .. import artifact
 from ..artifact import FileFacts, LayerFile, ModelFacts
 from ..content.descriptor import Manifest
-from ..content.digest import hash_workers
+from ..content.digest import hash_workers, spare_core
 from ..content.transfer import Progress
 from ..errors import InputPathError, UsageError
 from ..formats.classify import FileKind, classify
@@ -31,15 +31,14 @@ from ..formats.gguf_docker import describe_gguf
 from ..formats.safetensors import describe_safetensors
 from ..inputs import input_dir, input_file, walk_model_dir
 from ..reference import Reference
-from ..signing.keys import load_private_key
 from ..spec import mediatypes as mt
 from ..spec import schemas
 from ..store import LayoutStore
-from .push import PushResult, push
-from .sign import SignResult, sign_with_key
 
 if TYPE_CHECKING:
     from ..registry.repository import RemoteRepository
+    from .push import PushResult
+    from .sign import SignResult
 
 MAX_CONTEXT_SIZE = 2**31 - 1  # the config stores it as int32
 MAX_CHAT_TEMPLATE_BYTES = 1 << 20
@@ -111,11 +110,19 @@ def package(store: LayoutStore, request: PackageRequest, target: Reference, *,
     `key_password()` is asked only when it is encrypted), sign what was pushed."""
     if sign_key is not None and push_to is None:
         raise UsageError("--sign-key signs what --push pushed", "add --push, or sign later with `mdl sign`")
-    key = load_private_key(sign_key, key_password or (lambda: None)) if sign_key is not None else None
+    key = None
+    if sign_key is not None:
+        from ..signing.keys import load_private_key  # signing and the registry client load only when used
+
+        key = load_private_key(sign_key, key_password or (lambda: None))
     result = _build(store, request, target)
     if push_to is not None:
+        from .push import push
+
         result.pushed = push(store, push_to, result.digest, target, concurrency=concurrency, progress=progress)
     if key is not None:
+        from .sign import sign_with_key
+
         result.signed = sign_with_key(push_to, result.digest, key)
     return result
 
@@ -258,8 +265,9 @@ def _ingest(store: LayoutStore, items: list, created: datetime | None, added: li
     """Import every planned file, one read pass each, several files at once (one per core: hashlib and
     file reads release the GIL), recording each blob in `added` (also when another file fails)."""
     files = [it for it in items if not isinstance(it, _Carried)]
-    with ThreadPoolExecutor(max_workers=hash_workers(len(files)), thread_name_prefix="mdl-hash") as pool:
-        futures = [pool.submit(_import_one, store, it, created) for it in files]
+    workers = hash_workers(len(files))
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mdl-hash") as pool:
+        futures = [pool.submit(_import_one, store, it, created, spare_core(workers)) for it in files]
         schemas.warm_up(*schemas.WRITER_PROFILES)  # loads the validator while the files hash (other cores)
         wait(futures)
     imported = {}
@@ -273,9 +281,9 @@ def _ingest(store: LayoutStore, items: list, created: datetime | None, added: li
     return [it.layer if isinstance(it, _Carried) else imported[id(it)] for it in items]
 
 
-def _import_one(store: LayoutStore, it: _PlannedFile, created: datetime | None) -> LayerFile:
+def _import_one(store: LayoutStore, it: _PlannedFile, created: datetime | None, ahead: bool) -> LayerFile:
     st = os.stat(it.source)
-    digest, size = store.import_file(it.source)
+    digest, size = store.import_file(it.source, ahead=ahead)
     if size != st.st_size:
         raise InputPathError(it.source, "the file changed while it was being packaged",
                              "package it again once nothing is writing to it")

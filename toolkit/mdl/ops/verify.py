@@ -14,15 +14,12 @@ from typing import TYPE_CHECKING, Callable
 from ..errors import ModelNotFoundError
 from ..model_check import Report, check_model_in_source, check_model_in_store
 from ..reference import Reference, parse_reference
-from ..signing.cosign import local_signature_names
-from ..signing.keys import load_public_key
-from ..signing.policy import Verified
 from ..store import LayoutStore, RemovalResult
 from ..store_check import StoreReport, check_store, repair as repair_store
-from .signatures import verify_signature_in_registry, verify_signature_in_store
 
 if TYPE_CHECKING:
     from ..registry.repository import RemoteRepository
+    from ..signing.policy import Verified
 
 OpenRepository = Callable[[Reference], "RemoteRepository"]  # a type alias is evaluated: keep it quoted
 
@@ -106,6 +103,11 @@ def _check_in_registry(target: str, open_repository: OpenRepository, deep: bool)
 
 def _verify_signed(store: LayoutStore, target: str, key: str | os.PathLike,
                    open_repository: OpenRepository) -> Verification:
+    # The signing modules (and the registry client they use) load only when a key is given.
+    from ..signing.cosign import local_signature_names
+    from ..signing.keys import load_public_key
+    from .signatures import verify_signature_in_registry, verify_signature_in_store
+
     key_name = os.fspath(key)
     public_key = load_public_key(key)
     digest = _local_digest(store, target)

@@ -9,7 +9,6 @@ through a verifying reader, so a blob whose bytes changed after publishing is re
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import os
 import stat
 from collections.abc import Iterator
@@ -18,7 +17,8 @@ from pathlib import Path
 from typing import BinaryIO
 
 from ..content.descriptor import Descriptor
-from ..content.digest import ALGORITHM, DEFAULT_BUFSIZE, VerifyingReader, digest_hex, validate_digest
+from ..content.digest import ALGORITHM, VerifyingReader, digest_hex, hash_stream, sha256_bytes, validate_digest
+from ..content.readahead import chunks
 from ..errors import DigestMismatchError, DiskFullError, InputPathError, StoreError
 from .ingest import BlobWriter, ResumableWriter, remove_dead_ingest
 from .locks import flock, free_bytes, fsync_dir, is_disk_full, unlink_quiet
@@ -159,7 +159,7 @@ class BlobStore:
             validate_digest(expected_digest)
             if self.has_blob(expected_digest):
                 # Still check the caller's bytes: a wrong expectation must not pass silently.
-                actual = f"{ALGORITHM}:{hashlib.sha256(data).hexdigest()}"
+                actual = sha256_bytes(data)
                 if actual != expected_digest:
                     raise DigestMismatchError("blob", expected_digest, actual)
                 return expected_digest, len(data)
@@ -168,8 +168,9 @@ class BlobStore:
             digest = w.commit()
         return digest, len(data)
 
-    def import_file(self, path: Path | str, *, link: bool = True) -> tuple[str, int]:
-        """Put a file in the store in one read pass: hard-link it when possible, else copy while hashing."""
+    def import_file(self, path: Path | str, *, link: bool = True, ahead: bool = True) -> tuple[str, int]:
+        """Put a file in the store in one read pass: hard-link it when possible, else copy while hashing;
+        `ahead`: read on a helper thread (`content.digest.spare_core` says when that pays)."""
         path = Path(path)
         try:
             st = os.stat(path)
@@ -181,12 +182,12 @@ class BlobStore:
             raise InputPathError(path, "not a regular file")
         self.ensure_layout()
         if link:
-            result = self._import_by_link(path)
+            result = self._import_by_link(path, ahead)
             if result is not None:
                 return result
-        return self._import_by_copy(path, st.st_size)
+        return self._import_by_copy(path, st.st_size, ahead)
 
-    def _import_by_link(self, path: Path) -> tuple[str, int] | None:
+    def _import_by_link(self, path: Path, ahead: bool) -> tuple[str, int] | None:
         for _ in range(8):
             ingest = self.ingest_dir / f"{os.urandom(16).hex()}.part"
             try:
@@ -207,14 +208,7 @@ class BlobStore:
             if not self._lock_ingest(fd, ingest):
                 return None  # prune took it in the instant between link and lock: copy instead
             with open(fd, "rb", buffering=0, closefd=False) as f:
-                h = hashlib.sha256()
-                buf = bytearray(DEFAULT_BUFSIZE)
-                view = memoryview(buf)
-                size = 0
-                while n := f.readinto(buf):
-                    h.update(view[:n])
-                    size += n
-            digest = f"{ALGORITHM}:{h.hexdigest()}"
+                digest, size = hash_stream(f, ahead=ahead)
             os.fsync(fd)  # the user's bytes may still be only in the page cache: make them durable first
             self.publish(ingest, digest)
             return digest, size
@@ -222,7 +216,7 @@ class BlobStore:
             os.close(fd)
             unlink_quiet(ingest)
 
-    def _import_by_copy(self, path: Path, size_hint: int) -> tuple[str, int]:
+    def _import_by_copy(self, path: Path, size_hint: int, ahead: bool) -> tuple[str, int]:
         self.check_space(size_hint)
         with BlobWriter(self, None, None) as w:
             try:
@@ -230,10 +224,8 @@ class BlobStore:
             except OSError as e:
                 raise InputPathError(path, e.strerror or "cannot be read") from None
             with src:
-                buf = bytearray(DEFAULT_BUFSIZE)
-                view = memoryview(buf)
-                while n := src.readinto(buf):
-                    w.write(view[:n])
+                for chunk in chunks(src, ahead=ahead):
+                    w.write(chunk)
             digest = w.commit()
             return digest, w.size
 

@@ -82,7 +82,14 @@ def atomic_write(path: Path, data: bytes, mode: int = 0o644) -> None:
 def remove_temp_files(directory: Path, name: str) -> None:
     """Delete the temp files an interrupted `atomic_write` of `directory/name` left. Call only while
     holding the lock every writer of that file holds: then any temp file found is a dead process's."""
-    for tmp in directory.glob(f".{name}.*.tmp"):
+    prefix, suffix = f".{name}.", ".tmp"  # temp_name's pattern; not Path.glob, whose compiling costs ~5 ms
+    try:
+        with os.scandir(directory) as entries:
+            stale = [e.path for e in entries if e.name.startswith(prefix) and e.name.endswith(suffix)
+                     and len(e.name) >= len(prefix) + len(suffix)]
+    except FileNotFoundError:
+        return
+    for tmp in stale:
         unlink_quiet(tmp)
 
 
