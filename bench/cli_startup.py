@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import REPO, mdl_env, median, record, run_measured  # noqa: E402
+from common import REPO, mdl_command, mdl_env, median, record, run_measured  # noqa: E402
 
 TARGET_MS = 100.0
 
@@ -27,7 +27,7 @@ def main() -> int:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="mdl-bench-cli-") as tmp:
         env = mdl_env(MDL_HOME=str(Path(tmp) / "store"))
-        mdl = [sys.executable, "-m", "mdl"]
+        mdl = mdl_command()
         gguf = Path(tmp) / "tiny.gguf"
         subprocess.run([sys.executable, "-m", "tests.fixtures.models", "gguf", str(gguf)], cwd=REPO, check=True,
                        env=env, stdout=subprocess.DEVNULL)

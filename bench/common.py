@@ -67,6 +67,13 @@ def mdl_env(**extra: str) -> dict:
     return env
 
 
+def mdl_command() -> list[str]:
+    """How to run mdl as a user does: the `mdl` script installed beside this interpreter (the README's
+    set-up installs it), else `python -m mdl`, which costs runpy's few milliseconds more."""
+    script = Path(sys.executable).with_name("mdl")
+    return [str(script)] if script.is_file() else [sys.executable, "-m", "mdl"]
+
+
 def record(benchmark: str, target: str, measured: str, ok: bool | None) -> None:
     """Print one result line and, when `bench/all.py` runs this script (MDL_BENCH_RESULTS names a file),
     append it there as JSON, for the README's table."""

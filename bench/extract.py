@@ -23,7 +23,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "bench"))
 sys.path.insert(0, str(REPO))
-from common import (HASH_FILES, OUT, mdl_env, mib, python_snippet, record, run_measured,  # noqa: E402
+from common import (HASH_FILES, OUT, mdl_command, mdl_env, mib, python_snippet, record, run_measured,  # noqa: E402
                     write_big_gguf)
 
 from tests.integration.registry import start_registry  # noqa: E402
@@ -45,7 +45,7 @@ print(elapsed)
 
 
 def mdl(*args: str) -> list[str]:
-    return [sys.executable, "-m", "mdl", *args]
+    return [*mdl_command(), *args]
 
 
 def main() -> None:

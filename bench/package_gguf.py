@@ -17,8 +17,8 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import (HASH_FILES, OUT, mdl_env, median, mib, python_snippet, record, run_measured,  # noqa: E402
-                    write_big_gguf)
+from common import (HASH_FILES, OUT, mdl_command, mdl_env, median, mib, python_snippet, record,  # noqa: E402
+                    run_measured, write_big_gguf)
 
 
 
@@ -42,7 +42,7 @@ def main() -> None:
             hash_times.append(run_measured(python_snippet(HASH_FILES, str(model)))[0])
             home = tmp / f"store{i}"
             env = mdl_env(MDL_HOME=str(home))
-            wall, rss = run_measured([sys.executable, "-m", "mdl", "package", "--gguf", str(model), "-q",
+            wall, rss = run_measured([*mdl_command(), "package", "--gguf", str(model), "-q",
                                       f"bench/big:{i}"], env=env)
             mdl_times.append(wall)
             mdl_rss.append(rss)

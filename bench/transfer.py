@@ -30,7 +30,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "bench"))
 sys.path.insert(0, str(REPO))
-from common import (OUT, mdl_env, median, mib, python_snippet, record, run_measured, write_big_gguf,  # noqa: E402
+from common import (OUT, mdl_command, mdl_env, median, mib, python_snippet, record, run_measured, write_big_gguf,  # noqa: E402
                     write_big_safetensors)
 
 from tests.integration.registry import start_registry  # noqa: E402
@@ -91,7 +91,7 @@ SKOPEO_CACHE = Path("/var/lib/containers/cache/blob-info-cache-v1.boltdb")
 
 
 def mdl(*args: str) -> list[str]:
-    return [sys.executable, "-m", "mdl", *args]
+    return [*mdl_command(), *args]
 
 
 def clear_skopeo_cache() -> None:
