@@ -215,6 +215,24 @@ def test_from_adds_a_license_and_context_size(store, tmp_path):
         run(store, target="ai/x", from_ref="ai/absent")
 
 
+def test_from_hashes_only_the_files_it_adds(store, tmp_path, monkeypatch):
+    """`package --from` takes the stored layers over by descriptor: it reads and hashes none of them."""
+    [gguf] = write_tiny_gguf(tmp_path / "tiny.gguf")
+    base = run(store, gguf=str(gguf))
+    weights = base.manifest.layers[0].digest
+    lic = tmp_path / "LICENSE"
+    lic.write_text("MIT")
+    imported, opened = [], []
+    real_import, real_open = LayoutStore.import_file, LayoutStore.open_blob
+    monkeypatch.setattr(LayoutStore, "import_file",
+                        lambda self, path, **kw: imported.append(Path(path).name) or real_import(self, path, **kw))
+    monkeypatch.setattr(LayoutStore, "open_blob",
+                        lambda self, digest, *a, **kw: opened.append(digest) or real_open(self, digest, *a, **kw))
+    result = run(store, target="ai/tiny:licensed", from_ref="ai/tiny", licenses=[str(lic)])
+    assert imported == ["LICENSE"]
+    assert weights not in opened and result.manifest.layers[0].digest == weights
+
+
 def test_retagging_moves_the_tag(store, tmp_path):
     [a] = write_tiny_gguf(tmp_path / "a.gguf", seed=1)
     [b] = write_tiny_gguf(tmp_path / "b.gguf", seed=2)
