@@ -233,6 +233,36 @@ def test_from_hashes_only_the_files_it_adds(store, tmp_path, monkeypatch):
     assert weights not in opened and result.manifest.layers[0].digest == weights
 
 
+def test_ctrl_c_while_hashing_leaves_no_blob_behind(store, tmp_path, monkeypatch):
+    """Interrupted while the files hash: the files not started are dropped, and the blob the running
+    import published is removed again, like any failure's."""
+    import time
+
+    import mdl.ops.package as package_mod
+
+    model = write_safetensors_dir(tmp_path / "model", n_shards=3)
+    store.write_blob(b"kept")
+    before = sorted(p.name for p in (store.root / "blobs" / "sha256").iterdir())
+    started = []
+    real_import = LayoutStore.import_file
+
+    def slow_import(self, path, **kw):
+        started.append(Path(path).name)
+        time.sleep(0.3)
+        return real_import(self, path, **kw)
+
+    def interrupted(*names):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(package_mod, "hash_workers", lambda n: 1)
+    monkeypatch.setattr(LayoutStore, "import_file", slow_import)
+    monkeypatch.setattr(package_mod.schemas, "warm_up", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run(store, safetensors_dir=str(model))
+    assert len(started) == 1 and len(list(model.iterdir())) > 1
+    assert sorted(p.name for p in (store.root / "blobs" / "sha256").iterdir()) == before
+
+
 def test_retagging_moves_the_tag(store, tmp_path):
     [a] = write_tiny_gguf(tmp_path / "a.gguf", seed=1)
     [b] = write_tiny_gguf(tmp_path / "b.gguf", seed=2)

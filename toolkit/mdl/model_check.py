@@ -130,7 +130,12 @@ def _layer_hashes(store: LayoutStore, layers: list, cache: HashCache | None) -> 
     workers = hash_workers(len(todo))
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mdl-verify") as pool:
         futures = {key: pool.submit(_hash_layer, store, d, spare_core(workers)) for key, d in todo.items()}
-        yield lambda: {key: future.result() for key, future in futures.items()}
+        try:
+            yield lambda: {key: future.result() for key, future in futures.items()}
+        except BaseException:  # e.g. Ctrl-C: drop the layers not started (a running hash still finishes)
+            for future in futures.values():
+                future.cancel()
+            raise
 
 
 def _read_manifest(store: LayoutStore, digest: str, report: Report, cache: HashCache | None = None):

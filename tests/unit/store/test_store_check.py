@@ -159,3 +159,28 @@ def test_layers_of_every_model_hash_in_one_pass_each_blob_once(two_models, monke
     for model in report.models:
         assert [f.kind for f in model.findings if f.path.startswith("$.layers")] == ["digest-mismatch"]
     assert shared.digest in report.corrupt_blobs
+
+
+def test_an_interrupted_check_drops_the_layers_not_started(two_models, monkeypatch):
+    """Ctrl-C while the spec checks run: the layers still queued for hashing are not read."""
+    import time
+
+    import mdl.model_check as model_check
+
+    store, a, _ = two_models
+    started: list[str] = []
+
+    def slow_hash(s, d, ahead):
+        started.append(d.digest)
+        time.sleep(0.3)
+        return None, False, True
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(model_check, "hash_workers", lambda n: 1)
+    monkeypatch.setattr(model_check, "_hash_layer", slow_hash)
+    monkeypatch.setattr(model_check, "manifest_findings", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        model_check.check_model_in_store(store, a.digest)
+    assert len(a.manifest.layers) == 2 and started == [a.manifest.layers[0].digest]

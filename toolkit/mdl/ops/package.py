@@ -266,18 +266,24 @@ def _ingest(store: LayoutStore, items: list, created: datetime | None, added: li
     file reads release the GIL), recording each blob in `added` (also when another file fails)."""
     files = [it for it in items if not isinstance(it, _Carried)]
     workers = hash_workers(len(files))
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mdl-hash") as pool:
-        futures = [pool.submit(_import_one, store, it, created, spare_core(workers)) for it in files]
-        schemas.warm_up(*schemas.WRITER_PROFILES)  # loads the validator while the files hash (other cores)
-        wait(futures)
-    imported = {}
-    for it, future in zip(files, futures):
-        if future.exception() is None:
-            imported[id(it)] = future.result()
-            added.append(imported[id(it)].digest)
+    futures: list = []
+    try:
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mdl-hash") as pool:
+            futures = [pool.submit(_import_one, store, it, created, spare_core(workers)) for it in files]
+            try:
+                schemas.warm_up(*schemas.WRITER_PROFILES)  # loads the validator while the files hash (other cores)
+                wait(futures)
+            except BaseException:  # e.g. Ctrl-C: drop the files not started (a running import still finishes)
+                for future in futures:
+                    future.cancel()
+                raise
+    finally:  # record every blob published, whatever happened, so that a failure removes them again
+        done = [(it, f) for it, f in zip(files, futures) if not f.cancelled() and f.exception() is None]
+        added.extend(f.result().digest for _, f in done)
     for future in futures:  # the first failure, in input order
         if future.exception() is not None:
             raise future.exception()
+    imported = {id(it): f.result() for it, f in done}
     return [it.layer if isinstance(it, _Carried) else imported[id(it)] for it in items]
 
 
