@@ -30,8 +30,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "bench"))
 sys.path.insert(0, str(REPO))
-from common import (OUT, mdl_command, mdl_env, median, mib, python_snippet, record, run_measured, write_big_gguf,  # noqa: E402
-                    write_big_safetensors)
+from common import (OUT, mdl_command, mdl_env, median, mib, python_snippet, record, run_measured,  # noqa: E402
+                    write_big_gguf, write_big_safetensors)
 
 from tests.integration.registry import start_registry  # noqa: E402
 

@@ -3,7 +3,8 @@
 A copy does three things per chunk: read (socket or file), hash, write (socket or file). All three
 release the GIL, so with the read on its own thread the consumer hashes and writes chunk k while
 chunk k+1 arrives. Even a file in the page cache gains: copying it out costs ~20% of a SHA-256
-pass, which the other core now does (docs/performance.md). Memory is `buffers` x `bufsize`, whatever the blob's size.
+pass, which the other core now does (docs/performance.md). Memory is `buffers` x `bufsize`,
+whatever the blob's size.
 """
 
 from __future__ import annotations
