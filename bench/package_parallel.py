@@ -13,6 +13,7 @@ Both sides run as fresh processes with the page cache warm, medians of `--runs`,
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import sys
 import tempfile
@@ -23,7 +24,6 @@ from common import (HASH_FILES, OUT, mdl_command, mdl_env, median, mib, python_s
                     run_measured, write_big_safetensors)
 
 TARGET = 0.65
-
 
 
 def main() -> None:
@@ -42,6 +42,7 @@ def main() -> None:
         files = [model / f"model-{i + 1:05d}-of-{args.files:05d}.safetensors" for i in range(args.files)]
         for i, f in enumerate(files):
             write_big_safetensors(f, args.file_mib << 20, seed=i)
+        os.sync()  # the inputs are on disk before anyone packages them: fsync'ing them must not write them
         names = [str(f) for f in files]
         run_measured(python_snippet(HASH_FILES, *names))  # warm the page cache
 

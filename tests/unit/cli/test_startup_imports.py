@@ -43,3 +43,23 @@ def test_everyday_commands_do_not_import_heavy_modules(args, tmp_path, monkeypat
     result = probe(args, {**os.environ, "MDL_HOME": str(store.root)})
     assert result["code"] == 0
     assert result["loaded"] == [], f"mdl {' '.join(args)} imported {result['loaded']}"
+
+
+def test_packaging_and_verifying_valid_models_do_not_load_jsonschema(tmp_path):
+    """Valid documents pass the quick schema check (spec/quickcheck.py); jsonschema only explains failures."""
+    import os
+
+    from mdl.conformance.tinymodel import write_tiny_gguf
+    from tests.fixtures.models import write_safetensors_dir
+
+    gguf = tmp_path / "tiny.gguf"
+    write_tiny_gguf(gguf)
+    st_dir = tmp_path / "st"
+    write_safetensors_dir(st_dir)
+    env = {**os.environ, "MDL_HOME": str(tmp_path / "store")}
+    for args in (["package", "--gguf", str(gguf), "ai/tiny"],
+                 ["package", "--safetensors-dir", str(st_dir), "--format", "cncf", "ai/st"],
+                 ["verify", "ai/tiny"], ["verify", "--all"]):
+        result = probe(args, env)
+        assert result["code"] == 0, args
+        assert result["loaded"] == [], f"mdl {' '.join(args)} imported {result['loaded']}"

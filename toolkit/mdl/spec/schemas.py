@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import SchemaViolationError
 from . import mediatypes as mt
+from . import quickcheck
 from .resources import schemas_dir
 
 if TYPE_CHECKING:
@@ -50,8 +51,17 @@ def schema_id(name: str) -> str:
     return f"{ID_PREFIX}{name}.schema.json"
 
 
-# jsonschema and referencing are imported on first use, not with this module: ~0.1 s that a command
-# reading the store never needs, and that `mdl package` spends while its files hash (`warm_up`).
+# jsonschema and referencing are imported only for a document the quick check does not accept
+# (spec/quickcheck.py): ~0.1 s that a command reading or writing valid documents never needs.
+
+
+@cache
+def _document(uri: str) -> dict:
+    """The schema document whose `$id` is `uri`."""
+    if not uri.startswith(ID_PREFIX):
+        raise KeyError(f"not one of mdl's schemas: {uri}")
+    with open(schemas_dir() / uri.removeprefix(ID_PREFIX), "rb") as f:
+        return json.load(f)
 
 
 @cache
@@ -60,8 +70,7 @@ def _registry() -> Registry:
 
     resources = []
     for path in sorted(schemas_dir().glob("*.schema.json")):
-        with open(path, "rb") as f:
-            doc = json.load(f)
+        doc = _document(f"{ID_PREFIX}{path.name}")
         resources.append((doc["$id"], Resource.from_contents(doc)))
     return Registry().with_resources(resources)
 
@@ -75,8 +84,23 @@ def _validator(name: str) -> Draft202012Validator:
                                 format_checker=Draft202012Validator.FORMAT_CHECKER)
 
 
+@cache
+def _compiler() -> quickcheck.Compiler:
+    return quickcheck.Compiler(_document)
+
+
+@cache
+def _quick_check(name: str) -> quickcheck.Check | None:
+    """The quick check of schema `name`; None if it uses a keyword the check lacks (a test keeps every
+    schema compiling), and then jsonschema decides every document."""
+    try:
+        return _compiler().check(schema_id(name))
+    except quickcheck.UnsupportedSchema:
+        return None
+
+
 def schema(name: str) -> dict:
-    return _validator(name).schema
+    return _document(schema_id(name))
 
 
 def json_path(parts) -> str:
@@ -87,13 +111,16 @@ def json_path(parts) -> str:
 
 
 def warm_up(*names: str) -> None:
-    """Load the validators of these schemas now (a caller with other work under way overlaps the cost)."""
+    """Compile the checks of these schemas now (a caller with other work under way overlaps the cost)."""
     for name in names:
-        _validator(name)
+        _quick_check(name)
 
 
 def validate(document, name: str) -> list[Finding]:
     """Every way `document` fails schema `name`, deepest cause first for each branch."""
+    check = _quick_check(name)
+    if check is not None and quickcheck.accepts(check, document):
+        return []
     from jsonschema.exceptions import best_match
 
     findings = []
