@@ -21,7 +21,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import REPO  # noqa: E402
+from common import REPO, cpu_info  # noqa: E402
 
 # name -> (script, arguments, arguments with --quick)
 BENCHMARKS: dict[str, tuple[str, list[str], list[str]]] = {
@@ -36,18 +36,8 @@ START, END = "<!-- bench:start -->", "<!-- bench:end -->"
 
 
 def machine() -> str:
-    model, flags = "unknown CPU", ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() == "model name" and model == "unknown CPU":
-                model = value.strip()
-            elif key.strip() == "flags" and not flags:
-                flags = value
-    except OSError:
-        pass
-    sha = "with SHA extensions" if " sha_ni" in f" {flags} " or "sha_ni" in flags.split() else "without SHA extensions"
-    return f"{model}, {sha}, {os.cpu_count()} cores"
+    model, sha = cpu_info()
+    return f"{model}, {'with' if sha else 'without'} SHA extensions, {os.cpu_count()} cores"
 
 
 def table(rows: list[dict]) -> str:

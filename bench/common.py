@@ -42,6 +42,27 @@ def run_measured(argv: list[str], env: dict | None = None, cwd: Path | None = No
     return wall, usage.ru_maxrss * 1024
 
 
+# OpenSSL's capability mask (OPENSSL_ia32cap, documented in OpenSSL's manual): "~" clears bits of the
+# second word, CPUID leaf 7 EBX, whose bit 29 is the SHA extensions. hashlib, which hashes through
+# OpenSSL, then runs the code a CPU without them runs (~3.5x slower here).
+WITHOUT_SHA_EXTENSIONS = {"OPENSSL_ia32cap": ":~0x20000000"}
+
+
+def cpu_info() -> tuple[str, bool]:
+    """(CPU model name, whether it has the SHA extensions) from /proc/cpuinfo."""
+    model, flags = "unknown CPU", ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name" and model == "unknown CPU":
+                model = value.strip()
+            elif key.strip() == "flags" and not flags:
+                flags = value
+    except OSError:
+        pass
+    return model, "sha_ni" in flags.split()
+
+
 def python_snippet(code: str, *args: str) -> list[str]:
     return [sys.executable, "-c", code, *args]
 
