@@ -12,6 +12,7 @@ import os
 import re
 from typing import BinaryIO
 
+from ..cores import usable_cores
 from ..errors import DigestMismatchError, MdlError
 from .readahead import chunks
 
@@ -24,13 +25,6 @@ DEFAULT_BUFSIZE = 1 << 20
 HASH_BUFSIZE = 4 << 20
 HASH_BUFFERS = 2
 MAX_HASH_WORKERS = 8
-
-
-def usable_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
 
 
 def hash_workers(files: int) -> int:

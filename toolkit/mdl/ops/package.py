@@ -26,9 +26,6 @@ from ..content.digest import hash_workers, spare_core
 from ..content.transfer import Progress
 from ..errors import InputPathError, UsageError
 from ..formats.classify import FileKind, classify
-from ..formats.dduf import describe_dduf
-from ..formats.gguf_docker import describe_gguf
-from ..formats.safetensors import describe_safetensors
 from ..inputs import input_dir, input_file, walk_model_dir
 from ..reference import Reference
 from ..spec import mediatypes as mt
@@ -169,11 +166,15 @@ def _plan(store: LayoutStore, r: PackageRequest) -> _Plan:
     if r.from_ref:
         facts, items = _plan_from_model(store, r.from_ref, replace_template=bool(r.chat_template),
                                         replace_mmproj=bool(r.mmproj))
-    elif r.gguf:
+    elif r.gguf:  # each format's reader loads only when packaging that format
+        from ..formats.gguf_docker import describe_gguf
+
         info = describe_gguf(input_file(r.gguf, "GGUF file"))
         items = [_PlannedFile(p, mt.GGUF, p.name) for p in info.files]
         facts = ModelFacts("gguf", info.docker_config(), info.precision)
     elif r.dduf:
+        from ..formats.dduf import describe_dduf
+
         info = describe_dduf(input_file(r.dduf, "DDUF file"))
         items = [_PlannedFile(p, mt.DDUF, p.name) for p in info.files]
         facts = ModelFacts("dduf", info.docker_config(), info.precision)
@@ -214,6 +215,8 @@ def _plan_directory(model_dir: Path, has_template: bool) -> tuple[ModelFacts, li
         raise InputPathError(model_dir, "no .safetensors files in the directory",
                              "give the directory that holds the model's *.safetensors files")
     config_json = next((f.path for f in files if f.relpath == "config.json"), None)
+    from ..formats.safetensors import describe_safetensors
+
     info = describe_safetensors(weights, config_json)
     return ModelFacts("safetensors", info.docker_config(), info.precision), items
 

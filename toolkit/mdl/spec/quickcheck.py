@@ -19,7 +19,7 @@ from __future__ import annotations
 import operator
 import re
 import threading
-from calendar import monthrange
+from datetime import date
 from typing import Any, Callable
 
 Check = Callable[[Any], bool]
@@ -85,8 +85,12 @@ def _date_time(x: Any) -> bool:
     if type(x) is not str:
         return True  # formats apply to strings only
     m = _DATE_TIME.fullmatch(x)
-    if m is None or not 1 <= int(m[3]) <= monthrange(int(m[1]), int(m[2]))[1]:
+    if m is None:
         raise Undecided
+    try:
+        date(int(m[1]), int(m[2]), int(m[3]))
+    except ValueError:  # no such day
+        raise Undecided from None
     return True
 
 
