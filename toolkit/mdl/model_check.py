@@ -93,6 +93,7 @@ class HashCache:
         self.results: dict[tuple[str, int | None], tuple[str, str] | None] = {}
         self.hashed: set[str] = set()
         self.corrupt: set[str] = set()  # digests whose file's content does not match the name
+        self.manifests: dict[str, object] = {}  # manifests already read and verified, by digest
 
 
 def check_model_in_store(store: LayoutStore, digest: str, *, cache: HashCache | None = None) -> Report:
@@ -139,23 +140,30 @@ def _layer_hashes(store: LayoutStore, layers: list, cache: HashCache | None) -> 
 
 
 def _read_manifest(store: LayoutStore, digest: str, report: Report, cache: HashCache | None = None):
-    if not store.has_blob(digest):
-        report.add("blob-missing", "$", f"manifest blob {digest} is missing from the store")
-        return None
-    try:
-        manifest = store.manifest(digest)
-    except DigestMismatchError as e:
-        report.add("digest-mismatch", "$", e.message)
-        _record(cache, digest, None, ("digest-mismatch", e.message), corrupt=True)
-        return None
-    except MdlError as e:
-        report.add("manifest-invalid", "$", e.message)
-        _record(cache, digest, None, None, hashed=False)
-        return None
+    manifest = cache.manifests.get(digest) if cache is not None else None
+    if manifest is None:
+        manifest = _read_manifest_blob(store, digest, report, cache)
+        if manifest is None:
+            return None
     _record(cache, digest, None, None)
     report.blobs_checked += 1
     report.bytes_checked += len(manifest.raw)
     return manifest
+
+
+def _read_manifest_blob(store: LayoutStore, digest: str, report: Report, cache: HashCache | None):
+    if not store.has_blob(digest):
+        report.add("blob-missing", "$", f"manifest blob {digest} is missing from the store")
+        return None
+    try:
+        return store.manifest(digest)
+    except DigestMismatchError as e:
+        report.add("digest-mismatch", "$", e.message)
+        _record(cache, digest, None, ("digest-mismatch", e.message), corrupt=True)
+    except MdlError as e:
+        report.add("manifest-invalid", "$", e.message)
+        _record(cache, digest, None, None, hashed=False)
+    return None
 
 
 def _record(cache: HashCache | None, digest: str, size: int | None, outcome: tuple[str, str] | None, *,

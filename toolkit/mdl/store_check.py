@@ -88,7 +88,7 @@ def check_store(store: LayoutStore) -> StoreReport:
         # Signature manifests are not models; their blobs are still hashed with the unreferenced ones.
         if e.media_type in MANIFEST_TYPES and e.digest not in models and not is_signature_entry(e):
             models[e.digest] = None
-    hash_layers(store, _readable_manifests(store, models), cache)  # all at once, then each model in turn
+    hash_layers(store, _readable_manifests(store, models, cache), cache)  # all at once, then each model in turn
     for digest in models:
         model = check_model_in_store(store, digest, cache=cache)
         report.models.append(model)
@@ -101,15 +101,15 @@ def check_store(store: LayoutStore) -> StoreReport:
     return report
 
 
-def _readable_manifests(store: LayoutStore, digests) -> list:
-    """The manifests of `digests` that can be read; the model check reports the others."""
-    manifests = []
+def _readable_manifests(store: LayoutStore, digests, cache: HashCache) -> list:
+    """The manifests of `digests` that can be read, kept in `cache` for the model checks; those checks
+    report the others."""
     for digest in digests:
         try:
-            manifests.append(store.manifest(digest))
+            cache.manifests[digest] = store.manifest(digest)
         except MdlError:
             pass
-    return manifests
+    return [cache.manifests[d] for d in digests if d in cache.manifests]
 
 
 def _check_blob_files(store: LayoutStore, report: StoreReport, cache: HashCache, referenced: set[str]) -> None:

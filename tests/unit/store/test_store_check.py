@@ -161,6 +161,18 @@ def test_layers_of_every_model_hash_in_one_pass_each_blob_once(two_models, monke
     assert shared.digest in report.corrupt_blobs
 
 
+def test_each_manifest_is_read_once(two_models, monkeypatch):
+    """`verify --all` reads the manifests to gather their layers, and the model checks reuse them."""
+    store, a, b = two_models
+    reads: list[str] = []
+    real = type(store).manifest
+    monkeypatch.setattr(type(store), "manifest", lambda self, digest: reads.append(digest) or real(self, digest))
+    report = check_store(store)
+    assert report.ok and sorted(reads) == sorted([a.digest, b.digest])
+    for model, packaged in zip(report.models, (a, b)):  # the reused manifest still counts as checked
+        assert model.blobs_checked == 2 + len(packaged.manifest.layers)  # manifest, config, layers
+
+
 def test_an_interrupted_check_drops_the_layers_not_started(two_models, monkeypatch):
     """Ctrl-C while the spec checks run: the layers still queued for hashing are not read."""
     import time
