@@ -169,6 +169,7 @@ def test_uri_is_left_to_jsonschema():
 @pytest.mark.parametrize("schema", [
     {"uniqueItems": True}, {"format": "email"}, {"type": "decimal"}, {"items": [{"type": "string"}]},
     {"$ref": "#/$defs/a", "$defs": {"a": {"x-custom": 1}}}, {"properties": {"a": {"$id": "https://elsewhere/"}}},
+    {"$ref": "#/$defs/missing"}, {"$ref": "https://json-schema.org/draft/2020-12/schema"},
 ])
 def test_refuses_to_compile_what_it_does_not_implement(schema):
     with pytest.raises(UnsupportedSchema):

@@ -122,9 +122,15 @@ class Compiler:
                 target = self._wanted.pop()
                 if target not in self._compiled and target not in new:
                     base, _, fragment = target.partition("#")
-                    new[target] = self._node(_pointer(self._load(base), fragment), base)
+                    new[target] = self._node(_pointer(self._fetch(base), fragment), base)
             self._compiled.update(new)  # only once all of it compiled: no check refers to a missing one
             return self._compiled[uri]
+
+    def _fetch(self, uri: str) -> Any:
+        try:
+            return self._load(uri)
+        except (KeyError, OSError, ValueError) as e:  # not one of the schemas: jsonschema resolves it
+            raise UnsupportedSchema(f"a schema that cannot be loaded: {uri} ({e})") from None
 
     def _node(self, schema: Any, base: str) -> Check:
         if schema is True:
@@ -161,9 +167,12 @@ def _pointer(doc: Any, fragment: str) -> Any:
         return doc
     if not fragment.startswith("/"):
         raise UnsupportedSchema(f"a $ref fragment that is not a JSON pointer: #{fragment}")
-    for part in fragment[1:].split("/"):
-        part = part.replace("~1", "/").replace("~0", "~")
-        doc = doc[int(part)] if type(doc) is list else doc[part]
+    try:
+        for part in fragment[1:].split("/"):
+            part = part.replace("~1", "/").replace("~0", "~")
+            doc = doc[int(part)] if type(doc) is list else doc[part]
+    except (KeyError, IndexError, ValueError, TypeError):
+        raise UnsupportedSchema(f"a $ref to nothing: #{fragment}") from None
     return doc
 
 
