@@ -14,6 +14,7 @@ from typing import BinaryIO
 
 from ..cores import usable_cores
 from ..errors import DigestMismatchError, MdlError
+from .mapped import FileChanged, hash_mapped
 from .readahead import chunks
 
 ALGORITHM = "sha256"
@@ -81,6 +82,19 @@ def hash_file(path: str | os.PathLike, bufsize: int = HASH_BUFSIZE) -> tuple[str
         return hash_stream(f, bufsize)
 
 
+def hash_whole_file(f: io.FileIO, *, ahead: bool = True) -> tuple[str, int]:
+    """(digest, size) of the regular file open on `f`, from its start. With `ahead` (a core is idle),
+    read on a helper thread while this one hashes; else (every core hashes a file) through a memory map
+    under a read lease where one can be had (content/mapped.py: no copy; FileChanged if a writer
+    comes), else read. docs/performance.md has the figures."""
+    mapped = None if ahead else hash_mapped(f.fileno())
+    if mapped is None:
+        f.seek(0)
+        return hash_stream(f, ahead=ahead)
+    f.seek(mapped[1])
+    return f"{ALGORITHM}:{mapped[0]}", mapped[1]
+
+
 def hash_stream(f, bufsize: int = HASH_BUFSIZE, *, ahead: bool = True) -> tuple[str, int]:
     """(digest, size) of what is left in a binary stream; with `ahead`, the next chunk is read on a
     helper thread while this one is hashed (`spare_core` says when that pays)."""
@@ -130,10 +144,18 @@ class VerifyingReader(io.RawIOBase):
         return n or 0
 
     def drain(self, *, ahead: bool = True) -> int:
-        """Read the rest of the blob, verifying it, and return how many bytes that was; with `ahead`,
-        a helper thread reads the next chunk while this one is hashed (`spare_core` says when that pays)."""
+        """Read the rest of the blob, verifying it, and return how many bytes that was. A blob file not
+        read yet is hashed through a memory map where `hash_whole_file` can; else, with `ahead`, a
+        helper thread reads the next chunk while this one is hashed (`spare_core` says when that pays)."""
         self._check_file_size()
         start = self._count
+        if start == 0 and isinstance(self._f, io.FileIO):
+            try:
+                actual, self._count = hash_whole_file(self._f, ahead=ahead)
+            except FileChanged:
+                self._fail("(the file changed while it was read)")
+            self._check_end(actual)
+            return self._count
         for chunk in chunks(self._f, ahead=ahead, bufsize=HASH_BUFSIZE, buffers=HASH_BUFFERS):
             self._take(chunk)
         self._check_end()
@@ -159,15 +181,16 @@ class VerifyingReader(io.RawIOBase):
             if self._count == self._size:
                 self._finish()
 
-    def _check_end(self) -> None:
+    def _check_end(self, actual: str | None = None) -> None:
         if self._size is not None and self._count != self._size:
-            self._fail("(shorter than expected)")
-        self._finish()
+            self._fail("(shorter than expected)" if self._count < self._size else "(longer than expected)")
+        self._finish(actual)
 
-    def _finish(self) -> None:
+    def _finish(self, actual: str | None = None) -> None:
+        """Compare the digest of what was read (`actual`, when it was hashed elsewhere) with the expected one."""
         if self.verified:
             return
-        actual = f"{ALGORITHM}:{self._hash.hexdigest()}"
+        actual = actual or f"{ALGORITHM}:{self._hash.hexdigest()}"
         if actual != self._digest:
             self._fail(actual)
         self.verified = True

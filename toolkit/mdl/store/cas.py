@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import BinaryIO
 
 from ..content.descriptor import Descriptor
-from ..content.digest import ALGORITHM, VerifyingReader, digest_hex, hash_stream, sha256_bytes, validate_digest
+from ..content.digest import ALGORITHM, VerifyingReader, digest_hex, hash_whole_file, sha256_bytes, validate_digest
+from ..content.mapped import FileChanged
 from ..content.readahead import chunks
 from ..errors import DigestMismatchError, DiskFullError, InputPathError, StoreError
 from .ingest import BlobWriter, ResumableWriter, remove_dead_ingest
@@ -208,7 +209,11 @@ class BlobStore:
             if not self._lock_ingest(fd, ingest):
                 return None  # prune took it in the instant between link and lock: copy instead
             with open(fd, "rb", buffering=0, closefd=False) as f:
-                digest, size = hash_stream(f, ahead=ahead)
+                try:
+                    digest, size = hash_whole_file(f, ahead=ahead)
+                except FileChanged:
+                    raise InputPathError(path, "the file changed while it was being read",
+                                         "try again once nothing is writing to it") from None
             os.fsync(fd)  # the user's bytes may still be only in the page cache: make them durable first
             self.publish(ingest, digest)
             return digest, size
