@@ -1,3 +1,3 @@
-from .cli.app import entry
+from .cli.launch import entry
 
 entry()

@@ -63,3 +63,48 @@ def test_packaging_and_verifying_valid_models_do_not_load_jsonschema(tmp_path):
         result = probe(args, env)
         assert result["code"] == 0, args
         assert result["loaded"] == [], f"mdl {' '.join(args)} imported {result['loaded']}"
+
+
+GC_PROBE = """
+import functools, gc, json, sys
+import mdl.cli.list as list_cli
+from mdl.cli import launch
+
+seen = {}
+real = list_cli.command
+
+
+@functools.wraps(real)
+def command(*args, **kwargs):
+    seen["collector on while the command runs"] = gc.isenabled()
+    return real(*args, **kwargs)
+
+
+list_cli.command = command
+real_import = __import__
+
+
+def spying_import(name, *args, **kwargs):
+    if name == "app" or name.endswith("cli.app"):
+        seen.setdefault("collector paused while the CLI loads", not gc.isenabled())
+    return real_import(name, *args, **kwargs)
+
+
+__builtins__.__import__ = spying_import
+sys.argv = ["mdl", "list"]
+try:
+    launch.entry()
+finally:
+    __builtins__.__import__ = real_import
+    print(json.dumps(seen), file=sys.stderr)
+"""
+
+
+def test_the_cli_loads_with_the_collector_paused_and_runs_the_command_with_it_on(tmp_path):
+    import os
+
+    env = {**os.environ, "MDL_HOME": str(tmp_path / "store")}
+    out = subprocess.run([sys.executable, "-c", GC_PROBE], env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stderr.strip().splitlines()[-1]) == {
+        "collector paused while the CLI loads": True, "collector on while the command runs": True}

@@ -4,6 +4,7 @@ at its top, and only the command that runs is imported."""
 
 from __future__ import annotations
 
+import gc
 import importlib
 
 import typer
@@ -33,6 +34,9 @@ def lazy_group(commands: CommandTable) -> type[TyperGroup]:
                 single.command(name, hidden=hidden)(target)
                 command = typer.main.get_command(single)
             command.name = name
+            if not gc.isenabled():  # the CLI loaded with the collector paused (cli/launch.py): it is
+                gc.freeze()  # loaded now; what loading made stays, so no collection walks it again
+                gc.enable()  # and the command runs with the collector on
             return command
 
     return LazyGroup
