@@ -144,18 +144,22 @@ class VerifyingReader(io.RawIOBase):
         return n or 0
 
     def drain(self, *, ahead: bool = True) -> int:
-        """Read the rest of the blob, verifying it, and return how many bytes that was. A blob file not
-        read yet is hashed through a memory map where `hash_whole_file` can; else, with `ahead`, a
-        helper thread reads the next chunk while this one is hashed (`spare_core` says when that pays)."""
+        """Read the rest of the blob, verifying it, and return how many bytes that was. With `ahead` (a
+        core is idle), a helper thread reads the next chunk while this one is hashed; else a blob file
+        not read yet is hashed through a memory map under a lease where one can be had (as
+        `hash_whole_file`). `spare_core` says which pays."""
         self._check_file_size()
         start = self._count
-        if start == 0 and isinstance(self._f, io.FileIO):
+        if not ahead and start == 0 and isinstance(self._f, io.FileIO):
             try:
-                actual, self._count = hash_whole_file(self._f, ahead=ahead)
+                mapped = hash_mapped(self._f.fileno())
             except FileChanged:
                 self._fail("(the file changed while it was read)")
-            self._check_end(actual)
-            return self._count
+            if mapped is not None:
+                hexdigest, self._count = mapped
+                self._f.seek(self._count)
+                self._check_end(f"{ALGORITHM}:{hexdigest}")
+                return self._count
         for chunk in chunks(self._f, ahead=ahead, bufsize=HASH_BUFSIZE, buffers=HASH_BUFFERS):
             self._take(chunk)
         self._check_end()
