@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass, field
 
 from .artifact_check import Finding, config_findings, effective_filepath, manifest_findings
 from .content.copy import read_small_blob
+from .content.descriptor import Manifest
 from .content.digest import hash_stream, hash_workers, spare_core
 from .errors import DigestMismatchError, MdlError
 from .placement import RUNTIME_ROLES, layer_role
@@ -93,7 +94,7 @@ class HashCache:
         self.results: dict[tuple[str, int | None], tuple[str, str] | None] = {}
         self.hashed: set[str] = set()
         self.corrupt: set[str] = set()  # digests whose file's content does not match the name
-        self.manifests: dict[str, object] = {}  # manifests already read and verified, by digest
+        self.manifests: dict[str, Manifest] = {}  # manifests already read and verified, by digest
 
 
 def check_model_in_store(store: LayoutStore, digest: str, *, cache: HashCache | None = None) -> Report:

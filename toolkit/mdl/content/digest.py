@@ -87,10 +87,18 @@ def hash_whole_file(f: io.FileIO, *, ahead: bool = True) -> tuple[str, int]:
     read on a helper thread while this one hashes; else (every core hashes a file) through a memory map
     under a read lease where one can be had (content/mapped.py: no copy; FileChanged if a writer
     comes), else read. docs/performance.md has the figures."""
-    mapped = None if ahead else hash_mapped(f.fileno())
+    mapped = None if ahead else _hash_mapped_file(f)
+    if mapped is not None:
+        return mapped
+    f.seek(0)
+    return hash_stream(f, ahead=ahead)
+
+
+def _hash_mapped_file(f: io.FileIO) -> tuple[str, int] | None:
+    """`hash_mapped` of the file open on `f` as (digest, size), leaving `f` at its end; None: no lease."""
+    mapped = hash_mapped(f.fileno())
     if mapped is None:
-        f.seek(0)
-        return hash_stream(f, ahead=ahead)
+        return None
     f.seek(mapped[1])
     return f"{ALGORITHM}:{mapped[0]}", mapped[1]
 
@@ -152,13 +160,12 @@ class VerifyingReader(io.RawIOBase):
         start = self._count
         if not ahead and start == 0 and isinstance(self._f, io.FileIO):
             try:
-                mapped = hash_mapped(self._f.fileno())
+                mapped = _hash_mapped_file(self._f)
             except FileChanged:
                 self._fail("(the file changed while it was read)")
             if mapped is not None:
-                hexdigest, self._count = mapped
-                self._f.seek(self._count)
-                self._check_end(f"{ALGORITHM}:{hexdigest}")
+                actual, self._count = mapped
+                self._check_end(actual)
                 return self._count
         for chunk in chunks(self._f, ahead=ahead, bufsize=HASH_BUFSIZE, buffers=HASH_BUFFERS):
             self._take(chunk)
