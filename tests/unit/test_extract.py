@@ -14,6 +14,7 @@ import pytest
 from mdl.errors import ConflictError, DigestMismatchError, ModelNotFoundError, UsageError
 from mdl.layout import unpack as unpack_mod
 from mdl.layout.common import LayoutError, UnsafeArchiveError
+from mdl.layout.modeldir import ModelDir
 from mdl.layout.unpack import ArchiveTooLargeError, MissingZstdError
 from mdl.ops.extract import extract
 from mdl.ops.package import PackageRequest, package
@@ -286,6 +287,15 @@ def test_no_file_goes_where_mdl_keeps_its_scratch_download(store, tmp_path):
         run(store, tmp_path / "out", "org/bad:1")
 
 
+def test_a_second_extract_into_a_directory_being_written_is_refused(mp_store, tmp_path):
+    out = tmp_path / "out"
+    with ModelDir(out):  # an extract in progress holds the directory
+        with pytest.raises(ConflictError, match="another mdl extract is writing into this directory"):
+            run(mp_store, out)
+        assert os.listdir(out) == []  # no scratch store, no file
+    assert run(mp_store, out).files  # free again once the first is done
+
+
 def test_the_store_itself_is_never_a_target(mp_store):
     for inside in (mp_store.root, mp_store.root / "blobs"):
         with pytest.raises(UsageError, match="inside the local store"):
@@ -313,6 +323,10 @@ def test_cli_extract(mdl, tmp_path):
     (tmp_path / "file").write_text("x")
     not_dir = mdl("extract", "org/mp:1", str(tmp_path / "file"))
     assert_clean_error(not_dir, 1, "is not a directory")
+    busy = tmp_path / "busy"
+    with ModelDir(busy):  # this process is extracting there: the command's process is refused
+        held = mdl("extract", "org/mp:1", str(busy))
+    assert_clean_error(held, 1, "another mdl extract is writing into this directory")
     js = mdl("extract", "org/mp:1", str(tmp_path / "js"), "--json", "--copy", "--include", "model.safetensors")
     assert js.returncode == 0, js.stderr
     assert '"how": "copied"' in js.stdout and '"source": "store"' in js.stdout

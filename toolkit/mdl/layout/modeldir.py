@@ -9,11 +9,16 @@ A file is written to a temp name beside its final one (`.<name>.<random>.tmp`, t
 `store.locks.temp_name`), hashed or linked, made read-only, fsync'ed, and renamed into place only when
 verified, so an interrupted extract never leaves a partial file under a final name. An existing file is
 replaced only with `force`, atomically (rename over it); an existing directory never is.
+
+One writer at a time: the directory is held with an exclusive `flock` while open, so a second extract
+into it is refused at once rather than racing the first (whose scratch store it would share, and
+remove under it). The lock dies with its process.
 """
 
 from __future__ import annotations
 
 import errno
+import fcntl
 import hashlib
 import os
 import stat
@@ -122,6 +127,12 @@ class ModelDir:
                 raise DiskFullError(self.root) from None
             raise InputPathError(self.root, e.strerror or "cannot be created", "check the path and its permissions") \
                 from None
+        try:
+            fcntl.flock(self._root_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(self._root_fd)
+            raise ConflictError(f"{self.root}: another mdl extract is writing into this directory",
+                                "wait for it to finish, or extract into another directory") from None
         self._dirs: dict[str, int] = {"": self._root_fd}
         self.claimed: dict[str, str] = {}  # path -> what placed it (two layers may not place one path)
 
