@@ -5,7 +5,7 @@ the same file, measured in the same run (both as fresh Python processes, page ca
 and peak RSS under 64 MiB; on a CPU with SHA extensions, measured again with OpenSSL told to
 hash without them (common.WITHOUT_SHA_EXTENSIONS), as CPUs lacking them do.
 
-    python bench/package_gguf.py [--size-mib 1024] [--runs 3]
+    python bench/package_gguf.py [--size-mib 1024] [--runs 5]
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from common import (HASH_FILES, OUT, WITHOUT_SHA_EXTENSIONS, cpu_info, mdl_comma
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--size-mib", type=int, default=1024)
-    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--runs", type=int, default=5)
     args = ap.parse_args()
 
     OUT.mkdir(parents=True, exist_ok=True)
