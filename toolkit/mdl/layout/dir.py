@@ -17,7 +17,7 @@ from ..reference import parse_reference
 from ..spec import mediatypes as mt
 from ..store import DOCUMENT_LIMIT, LAYOUT_VERSION
 from ..store.index import ref_name
-from ..store.locks import atomic_write, temp_name, unlink_quiet
+from ..store.locks import Writeback, atomic_write, temp_name, unlink_quiet, write_all
 from .common import LayoutError, check_layout_version, parse_index
 
 
@@ -146,7 +146,14 @@ class LayoutDir:
         try:
             with open(tmp, "xb", buffering=0) as out:
                 h = hashlib.sha256()
-                size = _pump(stream, desc, lambda v: (h.update(v), out.write(v)), progress)
+                writeback = Writeback(out.fileno())
+
+                def sink(view) -> None:
+                    h.update(view)
+                    write_all(out.fileno(), view)
+                    writeback.written(out.tell())
+
+                size = _pump(stream, desc, sink, progress)
                 actual = f"{ALGORITHM}:{h.hexdigest()}"
                 if size != desc.size or actual != desc.digest:
                     raise DigestMismatchError("blob", desc.digest, actual, desc.size, size)

@@ -27,7 +27,7 @@ from pathlib import Path
 from ..content.digest import ALGORITHM, hash_stream
 from ..errors import ConflictError, DigestMismatchError, DiskFullError, InputPathError
 from ..placement import UnsafePathError
-from ..store.locks import fsync_dir, free_bytes, is_disk_full, temp_name, write_all
+from ..store.locks import Writeback, fsync_dir, free_bytes, is_disk_full, temp_name, write_all
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 FILE_MODE = 0o444
@@ -40,6 +40,7 @@ class PendingFile:
         self._dir, self.path, self._dir_fd, self._name, self._temp, self._fd = model_dir, path, dir_fd, name, temp, fd
         self.size = 0
         self._hash = hashlib.sha256()
+        self._writeback = Writeback(fd) if fd is not None else None
 
     def write(self, view) -> None:
         """Append bytes, hashing them (a full disk is DiskFullError naming the directory)."""
@@ -52,6 +53,7 @@ class PendingFile:
             raise InputPathError(self._dir.root / self.path, e.strerror or "cannot be written") from None
         self._hash.update(view)
         self.size += len(view)
+        self._writeback.written(self.size)  # type: ignore[union-attr]  # only a linked file has none, and is not written
 
     @property
     def digest(self) -> str:

@@ -17,7 +17,7 @@ from typing import Protocol
 
 from ..content.digest import ALGORITHM, DEFAULT_BUFSIZE, digest_hex, validate_digest
 from ..errors import DigestMismatchError, DiskFullError, StoreError
-from .locks import is_disk_full, unlink_quiet, write_all
+from .locks import Writeback, is_disk_full, unlink_quiet, write_all
 
 
 
@@ -55,6 +55,7 @@ class BlobWriter:
         if expected_size is not None:
             store.check_space(expected_size)
         self.path, self._fd = store.new_ingest_file()
+        self._writeback = Writeback(self._fd)
 
     def __enter__(self) -> BlobWriter:
         return self
@@ -82,6 +83,7 @@ class BlobWriter:
                 raise StoreError(f"cannot write {self.path}: {e.strerror}", "check the store's disk") from None
             self._hash.update(view)
         self.size += n
+        self._writeback.written(self.size)
         return n
 
     def commit(self) -> str:
@@ -158,6 +160,7 @@ class ResumableWriter:
         self._fd = -1
         self._hash = hashlib.sha256()
         self._hashed = 0
+        self._writeback: Writeback  # set by _open (or restart) once the file is open
         self._open()
 
     # -- opening -------------------------------------------------------------------------------------
@@ -210,6 +213,7 @@ class ResumableWriter:
                 self.restart()
             else:
                 os.lseek(fd, self.offset, os.SEEK_SET)
+                self._writeback = Writeback(fd, self.offset)
             self._store.check_space(self.size - self.offset)
         except BaseException:
             if self.offset == 0:
@@ -258,6 +262,7 @@ class ResumableWriter:
         self._hash = hashlib.sha256()
         self._hashed = 0
         self.offset = 0
+        self._writeback = Writeback(self._fd)
 
     def write(self, data) -> int:
         self._check_open()
@@ -279,6 +284,7 @@ class ResumableWriter:
             self._hash.update(view)
         self.offset += n
         self._hashed += n
+        self._writeback.written(self.offset)
         return n
 
     def commit(self) -> str:
