@@ -11,7 +11,9 @@ Targets (issue: registries), all measured in the same run, medians of --runs:
 C tools are a second baseline: `curl -T` uploading the blob with its digest known (no hashing on the
 client), and `curl | tee | sha256sum` downloading it (hashing in C).
 Every timed push goes to a fresh repository and skopeo's blob-info cache is cleared before each
-skopeo run, so nothing is skipped or mounted.
+skopeo run, so nothing is skipped or mounted. Each timed run starts with the disk idle (`os.sync()`
+first): a push leaves the registry's gigabyte in the page cache, and the next run, whichever tool it
+times, would otherwise share the disk with its writeback.
 
     python bench/transfer.py [--size-mib 1024] [--runs 5]
 """
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import os
 import json
 import shutil
 import subprocess
@@ -90,6 +93,13 @@ sum=$(curl -sf "$1" | tee "$2.part" | sha256sum | cut -d' ' -f1)
 SKOPEO_CACHE = Path("/var/lib/containers/cache/blob-info-cache-v1.boltdb")
 
 
+def timed(argv: list[str], env: dict | None = None) -> tuple[float, int]:
+    """`run_measured`, starting with the disk idle: what earlier runs wrote (the registry's copy of each
+    push above all, a gigabyte left in the page cache) is written out first, not inside this run."""
+    os.sync()
+    return run_measured(argv, env=env)
+
+
 def mdl(*args: str) -> list[str]:
     return [*mdl_command(), *args]
 
@@ -124,7 +134,7 @@ def run(tmp: Path, reg, args, have_skopeo: bool) -> None:
     env = mdl_env(MDL_HOME=str(home))
     model = tmp / "big.gguf"
     write_big_gguf(model, args.size_mib)
-    run_measured(mdl("package", "--gguf", str(model), "-q", "bench/big:v1"), env=env)
+    run_measured(mdl("package", "--gguf", str(model), "-q", "bench/big:v1"), env=env)  # setup, not timed
     manifest = json.loads(subprocess.run(mdl("inspect", "--manifest", "bench/big:v1"), env=env,
                                          capture_output=True, text=True, check=True).stdout)
     layer = manifest["layers"][0]
@@ -139,16 +149,16 @@ def run(tmp: Path, reg, args, have_skopeo: bool) -> None:
     push_rss = []
     for _ in range(args.runs):
         repo = fresh_repo("raw")
-        push["raw"].append(run_measured(python_snippet(RAW_PUSH, str(blob), f"{reg.url}/v2/{repo}", digest))[0])
-        push["curl"].append(run_measured(["bash", "-c", CURL_PUSH, "curl-push", str(blob), reg.url,
-                                          fresh_repo("curl"), digest])[0])
+        push["raw"].append(timed(python_snippet(RAW_PUSH, str(blob), f"{reg.url}/v2/{repo}", digest))[0])
+        push["curl"].append(timed(["bash", "-c", CURL_PUSH, "curl-push", str(blob), reg.url,
+                                   fresh_repo("curl"), digest])[0])
         pushed_to = fresh_repo("mdl")
-        wall, rss = run_measured(mdl("push", "-q", "bench/big:v1", f"{reg.host}/{pushed_to}:v1"), env=env)
+        wall, rss = timed(mdl("push", "-q", "bench/big:v1", f"{reg.host}/{pushed_to}:v1"), env=env)
         push["mdl"].append(wall)
         push_rss.append(rss)
         if have_skopeo:
             clear_skopeo_cache()
-            push["skopeo"].append(run_measured(
+            push["skopeo"].append(timed(
                 ["skopeo", "--insecure-policy", "copy", "-q", "--dest-tls-verify=false",
                  f"oci:{home}:docker.io/bench/big:v1", f"docker://{reg.host}/{fresh_repo('sk')}:v1"])[0])
 
@@ -157,21 +167,21 @@ def run(tmp: Path, reg, args, have_skopeo: bool) -> None:
     pull_rss = []
     for i in range(args.runs):
         out = tmp / f"raw-{i}"
-        pull["raw"].append(run_measured(python_snippet(
+        pull["raw"].append(timed(python_snippet(
             RAW_PULL, f"{reg.url}/v2/{pushed_to}/blobs/{digest}", str(out), digest))[0])
         out.unlink()
-        pull["curl"].append(run_measured(["bash", "-c", CURL_PULL, "curl-pull", f"{reg.url}/v2/{pushed_to}/blobs/{digest}",
-                                          str(out), digest.split(":")[1]])[0])
+        pull["curl"].append(timed(["bash", "-c", CURL_PULL, "curl-pull", f"{reg.url}/v2/{pushed_to}/blobs/{digest}",
+                                   str(out), digest.split(":")[1]])[0])
         out.unlink()
         pull_home = tmp / f"pull-{i}"
-        wall, rss = run_measured(mdl("pull", "-q", src), env=mdl_env(MDL_HOME=str(pull_home)))
+        wall, rss = timed(mdl("pull", "-q", src), env=mdl_env(MDL_HOME=str(pull_home)))
         pull["mdl"].append(wall)
         pull_rss.append(rss)
         shutil.rmtree(pull_home)
         if have_skopeo:
             clear_skopeo_cache()
             dest = tmp / f"sk-{i}"
-            pull["skopeo"].append(run_measured(
+            pull["skopeo"].append(timed(
                 ["skopeo", "--insecure-policy", "copy", "-q", "--src-tls-verify=false", f"docker://{src}",
                  f"oci:{dest}:x"])[0])
             shutil.rmtree(dest)
@@ -202,17 +212,17 @@ def concurrency(tmp: Path, reg, args) -> None:
     for i in range(4):
         write_big_safetensors(model_dir / f"model-0000{i + 1}-of-00004.safetensors", args.layer_mib << 20, seed=i)
     env = mdl_env(MDL_HOME=str(tmp / "four-store"))
-    run_measured(mdl("package", "--safetensors-dir", str(model_dir), "-q", "bench/four:v1"), env=env)
+    run_measured(mdl("package", "--safetensors-dir", str(model_dir), "-q", "bench/four:v1"), env=env)  # setup
     pushed = {1: [], 4: []}
     pulled = {1: [], 4: []}
     for i in range(args.runs):
         for c in (1, 4):
             target = f"{reg.host}/bench/four-{c}-{i}:v1"  # a fresh repository: nothing is skipped or mounted
-            pushed[c].append(run_measured(mdl("push", "-q", "--concurrency", str(c), "bench/four:v1", target),
-                                          env=env)[0])
+            pushed[c].append(timed(mdl("push", "-q", "--concurrency", str(c), "bench/four:v1", target),
+                                   env=env)[0])
             home = tmp / f"four-pull-{c}-{i}"
-            pulled[c].append(run_measured(mdl("pull", "-q", "--concurrency", str(c), target),
-                                          env=mdl_env(MDL_HOME=str(home)))[0])
+            pulled[c].append(timed(mdl("pull", "-q", "--concurrency", str(c), target),
+                                   env=mdl_env(MDL_HOME=str(home)))[0])
             shutil.rmtree(home)
     for what, times in (("push", pushed), ("pull", pulled)):
         t1, t4 = median(times[1]), median(times[4])
