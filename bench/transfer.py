@@ -22,8 +22,8 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import os
 import json
+import os
 import shutil
 import subprocess
 import sys

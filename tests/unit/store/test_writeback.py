@@ -11,8 +11,7 @@ import pytest
 
 from mdl.content.descriptor import Descriptor
 from mdl.content.digest import sha256_bytes
-from mdl.store import LayoutStore
-from mdl.store import locks
+from mdl.store import LayoutStore, locks
 from mdl.store.locks import WRITEBACK_STEP
 
 MIB = 1 << 20

@@ -147,13 +147,8 @@ class LayoutDir:
             with open(tmp, "xb", buffering=0) as out:
                 h = hashlib.sha256()
                 writeback = Writeback(out.fileno())
-
-                def sink(view) -> None:
-                    h.update(view)
-                    write_all(out.fileno(), view)
-                    writeback.written(out.tell())
-
-                size = _pump(stream, desc, sink, progress)
+                size = _pump(stream, desc, lambda v: (h.update(v), write_all(out.fileno(), v), writeback.wrote(len(v))),
+                             progress)
                 actual = f"{ALGORITHM}:{h.hexdigest()}"
                 if size != desc.size or actual != desc.digest:
                     raise DigestMismatchError("blob", desc.digest, actual, desc.size, size)

@@ -53,7 +53,7 @@ class PendingFile:
             raise InputPathError(self._dir.root / self.path, e.strerror or "cannot be written") from None
         self._hash.update(view)
         self.size += len(view)
-        self._writeback.written(self.size)  # type: ignore[union-attr]  # only a linked file has none, and is not written
+        self._writeback.wrote(len(view))  # type: ignore[union-attr]  # only a linked file has none, and is not written
 
     @property
     def digest(self) -> str:

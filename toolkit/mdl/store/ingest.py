@@ -83,7 +83,7 @@ class BlobWriter:
                 raise StoreError(f"cannot write {self.path}: {e.strerror}", "check the store's disk") from None
             self._hash.update(view)
         self.size += n
-        self._writeback.written(self.size)
+        self._writeback.wrote(n)
         return n
 
     def commit(self) -> str:
@@ -284,7 +284,7 @@ class ResumableWriter:
             self._hash.update(view)
         self.offset += n
         self._hashed += n
-        self._writeback.written(self.offset)
+        self._writeback.wrote(n)
         return n
 
     def commit(self) -> str:

@@ -60,12 +60,14 @@ class Writeback:
     def __init__(self, fd: int, start: int = 0):
         self._fd = fd
         self._queued = start  # the bytes before this offset were queued (or were there already)
+        self._end = start  # where the next write lands
 
-    def written(self, end: int) -> None:
-        """The file holds bytes up to `end` now: queue the new ones once they make a step."""
-        if end - self._queued >= WRITEBACK_STEP:
-            start_writeback(self._fd, self._queued, end - self._queued)
-            self._queued = end
+    def wrote(self, n: int) -> None:
+        """`n` more bytes were appended: queue the new ones once they make a step."""
+        self._end += n
+        if self._end - self._queued >= WRITEBACK_STEP:
+            start_writeback(self._fd, self._queued, self._end - self._queued)
+            self._queued = self._end
 
 
 def start_writeback(fd: int, offset: int, length: int) -> bool:
